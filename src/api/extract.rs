@@ -1,0 +1,250 @@
+//! Request extractors: the caller (token → principal), strict JSON bodies, If-Match,
+//! and the request id.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use super::problem::Problem;
+use crate::domain::access::Principal;
+use crate::error::Error;
+use crate::service::Ctx;
+use crate::store::Db;
+
+/// Runs blocking database work off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    web::block(f)
+        .await
+        .map_err(|e| Error::Internal(format!("worker failed: {e}")))?
+}
+
+// ---------------------------------------------------------------- request id
+
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Gives each request an id (the client's `X-Request-Id` if it is sane), returns it in the
+/// response header, logs the request in a span that carries it, and records it in audit events.
+pub async fn request_id_middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let started = std::time::Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(HeaderName::from_static(REQUEST_ID), v);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            status = res.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request handled"
+        )
+    });
+    Ok(res)
+}
+
+// ---------------------------------------------------------------- caller
+
+/// The authenticated caller and the request they are making.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub request_id: String,
+}
+
+impl Caller {
+    pub fn ctx(&self) -> Ctx {
+        Ctx::new(self.principal.clone(), Some(self.request_id.clone()))
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let db = req.app_data::<web::Data<Db>>().cloned();
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        let bearer = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(|t| t.trim().to_string());
+        Box::pin(async move {
+            let bearer = bearer.ok_or(Error::Unauthorized(
+                "send an API token as 'Authorization: Bearer <token>'",
+            ))?;
+            let db = db.ok_or_else(|| Error::Internal("no database configured".into()))?;
+            let principal =
+                blocking(move || crate::service::users::authenticate(&db, &bearer)).await?;
+            Ok(Caller {
+                principal,
+                request_id,
+            })
+        })
+    }
+}
+
+// ---------------------------------------------------------------- If-Match
+
+/// The If-Match header, if sent.
+pub struct IfMatch(pub Option<String>);
+
+impl FromRequest for IfMatch {
+    type Error = Error;
+    type Future = std::future::Ready<Result<Self, Error>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let v = req
+            .headers()
+            .get(header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        std::future::ready(Ok(IfMatch(v)))
+    }
+}
+
+// ---------------------------------------------------------------- JSON bodies
+
+/// A JSON body, parsed strictly: the content type must be JSON, the size is capped by the
+/// app's `PayloadConfig`, unknown fields are refused, and an error names the field's path.
+pub struct Json<T>(pub T);
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            essence == "application/json" || essence.ends_with("+json")
+        })
+        .unwrap_or(false)
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => Problem::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-error",
+                "The request has invalid fields",
+                if path == "." { "" } else { &path },
+                strip_position(&inner.to_string()),
+            ),
+            _ => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "Malformed JSON",
+                inner.to_string(),
+            ),
+        }
+    })?;
+    Ok(value)
+}
+
+/// serde_json appends "at line 1 column 20"; the field path says more to a client.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !json {
+                return Err(Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    "Unsupported media type",
+                    "send the body as application/json",
+                )
+                .into());
+            }
+            let bytes = bytes.await.map_err(|e| {
+                let status = e.as_response_error().status_code();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    Problem::new(
+                        status,
+                        "payload-too-large",
+                        "Body too large",
+                        format!("the body is larger than {} bytes", super::MAX_BODY),
+                    )
+                } else {
+                    Problem::new(status, "bad-request", "Bad request", e.to_string())
+                }
+            })?;
+            Ok(Json(parse_json(&bytes)?))
+        })
+    }
+}
+
+// ---------------------------------------------------------------- query errors
+
+/// Turns a query-string error into a problem that names the parameter when it can.
+pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let msg = err.to_string();
+    let field = msg
+        .split('`')
+        .nth(1)
+        .filter(|_| msg.contains("field `"))
+        .unwrap_or("query")
+        .to_string();
+    Problem::field(
+        StatusCode::BAD_REQUEST,
+        "bad-query",
+        "Bad query parameter",
+        &field,
+        msg.replace("Query deserialize error: ", ""),
+    )
+    .into()
+}
+
+pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        format!("the path does not name a record: {err}"),
+    )
+    .into()
+}

@@ -1,0 +1,67 @@
+//! HTTP: routes, extractors, errors and the OpenAPI document. Handlers are thin; rules live
+//! in `domain` and `service`.
+
+pub mod extract;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::http::StatusCode;
+use actix_web::{middleware, web, App, HttpResponse, HttpServer};
+use utoipa::OpenApi;
+
+use crate::store::Db;
+use problem::Problem;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// Registers every route. Shared by the server and nothing else, so tests hit the same app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(routes::health::healthz))
+        .route("/readyz", web::get().to(routes::health::readyz))
+        .route("/api/v1/openapi.json", web::get().to(openapi_json))
+        .route("/docs", web::get().to(docs));
+    routes::users::routes(cfg);
+    routes::master::routes(cfg);
+    routes::audit::routes(cfg);
+}
+
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(openapi::ApiDoc::openapi())
+}
+
+async fn docs() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(openapi::DOCS_PAGE)
+}
+
+async fn not_found() -> HttpResponse {
+    Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such route").response()
+}
+
+/// Starts the HTTP server on a bound listener. The returned server stops gracefully on
+/// SIGINT/SIGTERM, finishing requests in flight (up to 30 s).
+pub fn serve(listener: TcpListener, db: Db, workers: Option<usize>) -> std::io::Result<Server> {
+    let db = web::Data::new(db);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(db.clone())
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .app_data(web::QueryConfig::default().error_handler(extract::query_error))
+            .app_data(web::PathConfig::default().error_handler(extract::path_error))
+            .wrap(middleware::from_fn(extract::request_id_middleware))
+            .configure(configure)
+            .default_service(web::to(not_found))
+    })
+    .shutdown_timeout(30)
+    .listen(listener)?;
+    if let Some(w) = workers {
+        server = server.workers(w);
+    }
+    Ok(server.run())
+}

@@ -1,0 +1,129 @@
+//! Operations: one function per thing a user can do. A write is *validate* (check the input
+//! and the current state, returning a typed error), *generate* (build the rows to write with
+//! pure domain code) and *apply* (one transaction that writes them together with the audit
+//! event). Handlers call these; so does the command line.
+
+pub mod audit;
+pub mod catalog;
+pub mod master;
+pub mod users;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::access::Principal;
+use crate::domain::audit::{AuditEvent, NewEvent};
+use crate::error::{Error, Result};
+use crate::store::{self, DbConn};
+
+/// Who is acting, in which request, and when. Every audit event is built from one.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub actor: Principal,
+    pub request_id: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+impl Ctx {
+    pub fn new(actor: Principal, request_id: Option<String>) -> Self {
+        Self {
+            actor,
+            request_id,
+            // The store keeps microseconds; so does every value handed back to a client.
+            now: Utc::now().trunc_subsecs(6),
+        }
+    }
+
+    /// Appends the audit event of a change; call inside the change's `Db::write`.
+    pub fn audit<T: Serialize>(
+        &self,
+        conn: &mut DbConn,
+        action: &str,
+        entity_type: &str,
+        entity_id: Uuid,
+        before: Option<&T>,
+        after: Option<&T>,
+    ) -> Result<AuditEvent> {
+        let json = |v: &T| serde_json::to_value(v).expect("domain values serialize");
+        store::audit::append(
+            conn,
+            NewEvent {
+                occurred_at: self.now,
+                actor_id: self.actor.user_id.to_string(),
+                actor_name: self.actor.name.clone(),
+                actor_role: self.actor.role.to_string(),
+                action: action.to_string(),
+                entity_type: entity_type.to_string(),
+                entity_id: entity_id.to_string(),
+                request_id: self.request_id.clone(),
+                before: before.map(json),
+                after: after.map(json),
+            },
+        )
+    }
+}
+
+/// Checks an If-Match header value against a record's current ETag.
+pub fn check_if_match(if_match: Option<&str>, current_etag: &str) -> Result<()> {
+    match if_match {
+        None => Err(Error::PreconditionRequired),
+        Some(v) if v.trim() == "*" => Ok(()),
+        Some(v) => {
+            let matches = v
+                .split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == current_etag);
+            if matches {
+                Ok(())
+            } else {
+                Err(Error::PreconditionFailed {
+                    current: current_etag.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// Page sizes: the default, and the most a client may ask for.
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 500;
+
+/// A list page and the cursor to the next one, if there is more.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Listing<T> {
+    /// Builds a page from up to `limit + 1` fetched rows: the extra row only says there is more.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Self {
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(cursor_of) } else { None };
+        Listing {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_rules() {
+        assert!(matches!(check_if_match(None, "\"2\""), Err(Error::PreconditionRequired)));
+        assert!(check_if_match(Some("\"2\""), "\"2\"").is_ok());
+        assert!(check_if_match(Some("W/\"2\""), "\"2\"").is_ok());
+        assert!(check_if_match(Some("\"1\", \"2\""), "\"2\"").is_ok());
+        assert!(check_if_match(Some("*"), "\"2\"").is_ok());
+        assert!(matches!(
+            check_if_match(Some("\"1\""), "\"2\""),
+            Err(Error::PreconditionFailed { .. })
+        ));
+    }
+}

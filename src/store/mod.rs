@@ -1,0 +1,285 @@
+//! Storage: the only module that speaks SQL. One binary serves SQLite (the default, embedded)
+//! and PostgreSQL, chosen by the database URL; queries are written once against diesel's
+//! `MultiConnection`, and only connection setup and transaction start differ per backend.
+
+pub mod audit;
+pub mod master;
+pub mod schema;
+pub mod users;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::{Error, Result};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Key of the PostgreSQL advisory lock that orders writers (see `Db::write`).
+const PG_WRITE_LOCK: i64 = 0x7265_6c69_6566; // "relief"
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// Opens connections for the pool. Written out rather than diesel's `ConnectionManager`,
+/// which would try each backend in turn and could quietly create a SQLite file named after
+/// a PostgreSQL URL whose server is down.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    backend: Backend,
+    url: String,
+}
+
+fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+}
+
+pub fn connect(url: &str) -> Result<DbConn, diesel::ConnectionError> {
+    match Backend::of_url(url) {
+        Backend::Postgres => Ok(DbConn::Postgres(PgConnection::establish(url)?)),
+        Backend::Sqlite => {
+            let mut conn = SqliteConnection::establish(sqlite_path(url))?;
+            // synchronous=FULL: an acknowledged commit survives power loss, not just a crash.
+            conn.batch_execute(
+                "PRAGMA busy_timeout = 10000;
+                 PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(DbConn::Sqlite(conn))
+        }
+    }
+}
+
+impl diesel::r2d2::ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        debug_assert_eq!(Backend::of_url(&self.url), self.backend);
+        connect(&self.url).map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+/// The database handle shared by all requests: a connection pool and, on SQLite, the
+/// in-process writer lock.
+#[derive(Clone)]
+pub struct Db {
+    pool: diesel::r2d2::Pool<Manager>,
+    pub backend: Backend,
+    /// SQLite allows one writer at a time. Queueing writers here, in order, is fairer and
+    /// faster than letting them all spin on SQLITE_BUSY; `BEGIN IMMEDIATE` and the busy
+    /// timeout still guard against other processes using the same file.
+    sqlite_writer: Arc<Mutex<()>>,
+}
+
+impl Db {
+    /// Connects, runs pending migrations, and returns the pool.
+    pub fn open(url: &str, pool_size: u32) -> Result<Db> {
+        let backend = Backend::of_url(url);
+        if backend == Backend::Sqlite && sqlite_path(url).contains(":memory:") {
+            return Err(Error::Internal(
+                "an in-memory SQLite database cannot be shared by a pool; give a file path".into(),
+            ));
+        }
+        // Migrate on one connection first, so the pool's connections open on the final schema.
+        let mut conn = connect(url).map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
+        run_migrations(&mut conn)?;
+        drop(conn);
+        let pool = diesel::r2d2::Pool::builder()
+            .max_size(pool_size)
+            .connection_timeout(Duration::from_secs(30))
+            .build(Manager {
+                backend,
+                url: url.to_string(),
+            })?;
+        Ok(Db {
+            pool,
+            backend,
+            sqlite_writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub fn conn(&self) -> Result<diesel::r2d2::PooledConnection<Manager>> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` on a pooled connection outside any explicit transaction (reads).
+    pub fn read<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+
+    /// Runs `f` in one write transaction, committed durably before this returns `Ok`.
+    ///
+    /// Writers are serialised: SQLite takes the write lock up front (`BEGIN IMMEDIATE`, so no
+    /// lock upgrade can fail half-way), PostgreSQL takes a transaction-scoped advisory lock.
+    /// Every write therefore reads the state left by the one before it, which is what keeps
+    /// the audit chain from forking and what later checks (stock) rely on.
+    pub fn write<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
+        let _queue = match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner())),
+            Backend::Postgres => None,
+        };
+        let mut conn = self.conn()?;
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE".to_string(),
+            Backend::Postgres => format!("BEGIN; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"),
+        };
+        conn.batch_execute(&begin)?;
+        let mut tx = OpenTx(Some(&mut conn));
+        let value = f(tx.conn())?;
+        tx.commit()?;
+        Ok(value)
+    }
+}
+
+/// Rolls back on drop unless committed, so an error or a panic in a write never leaves an
+/// open transaction on a pooled connection.
+struct OpenTx<'a>(Option<&'a mut DbConn>);
+
+impl OpenTx<'_> {
+    fn conn(&mut self) -> &mut DbConn {
+        self.0.as_deref_mut().expect("transaction is open")
+    }
+
+    fn commit(mut self) -> Result<()> {
+        let conn = self.0.take().expect("transaction is open");
+        if let Err(e) = conn.batch_execute("COMMIT") {
+            let _ = conn.batch_execute("ROLLBACK");
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OpenTx<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            if let Err(e) = conn.batch_execute("ROLLBACK") {
+                tracing::error!(error = %e, "rollback failed");
+            }
+        }
+    }
+}
+
+pub fn run_migrations(conn: &mut DbConn) -> Result<()> {
+    let done = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        DbConn::Postgres(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|v| v.len()),
+    }
+    .map_err(|e| Error::Internal(format!("migration failed: {e}")))?;
+    if done > 0 {
+        tracing::info!(migrations = done, "database schema migrated");
+    }
+    Ok(())
+}
+
+/// A database URL safe to print: any password is replaced.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------- column conversions
+
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
+    crate::domain::audit::timestamp(t)
+}
+
+pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::Internal(format!("bad timestamp '{s}' in database: {e}")))
+}
+
+pub(crate) fn parse_opt_ts(s: Option<&str>) -> Result<Option<DateTime<Utc>>> {
+    s.map(parse_ts).transpose()
+}
+
+pub(crate) fn parse_uuid(s: &str) -> Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(s).map_err(|e| Error::Internal(format!("bad id '{s}' in database: {e}")))
+}
+
+/// Reads a snake_case enum (role, kind, category) stored as its serde name.
+pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|e| Error::Internal(format!("bad value '{s}' in database: {e}")))
+}
+
+pub(crate) fn enum_str<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => panic!("enum did not serialize to a string: {other:?}"),
+    }
+}
+
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Internal(format!("bad JSON in database: {e}")))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("domain values serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact("relief-ledger.db"), "relief-ledger.db");
+    }
+}
