@@ -10,10 +10,19 @@ use crate::service::{self, Ctx};
 use crate::store::{self, Db};
 
 #[derive(Debug, Parser)]
-#[command(name = "relief-ledger", version, about = "An audited ledger of donated relief supplies")]
+#[command(
+    name = "relief-ledger",
+    version,
+    about = "An audited ledger of donated relief supplies"
+)]
 pub struct Cli {
     /// SQLite file path (or sqlite://path), or a postgres:// URL.
-    #[arg(long, env = "DATABASE_URL", default_value = "relief-ledger.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "relief-ledger.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// Log format (logs go to standard error).
@@ -104,27 +113,42 @@ pub fn run(cli: Cli) -> anyhow_lite::Result<i32> {
                 database = %store::redact(&cli.database_url),
                 "relief-ledger serving; API description at /api/v1/openapi.json"
             );
-            actix_web::rt::System::new().block_on(async move {
-                crate::api::serve(listener, db, args.workers)?.await
-            })?;
+            actix_web::rt::System::new()
+                .block_on(async move { crate::api::serve(listener, db, args.workers)?.await })?;
             Ok(0)
         }
         Command::User {
-            command: UserCommand::Add { name, role, warehouses },
+            command:
+                UserCommand::Add {
+                    name,
+                    role,
+                    warehouses,
+                },
         } => {
             let db = Db::open(&cli.database_url, 1)?;
             let ctx = Ctx::new(Principal::operator(), None);
-            let created = service::users::create_user(&db, &ctx, UserInput { name, role, warehouses })
-                .map_err(|e| match e {
-                    crate::error::Error::Validation(f) => f
-                        .0
-                        .iter()
+            let created = service::users::create_user(
+                &db,
+                &ctx,
+                UserInput {
+                    name,
+                    role,
+                    warehouses,
+                },
+            )
+            .map_err(|e| match e {
+                crate::error::Error::Validation(f) => {
+                    f.0.iter()
                         .map(|e| format!("{}: {}", e.field, e.detail))
                         .collect::<Vec<_>>()
-                        .join("; "),
-                    other => other.to_string(),
-                })?;
-            println!("created user {} ({}) with id {}", created.user.name, created.user.role, created.user.meta.id);
+                        .join("; ")
+                }
+                other => other.to_string(),
+            })?;
+            println!(
+                "created user {} ({}) with id {}",
+                created.user.name, created.user.role, created.user.meta.id
+            );
             println!("API token (shown once; keep it secret):");
             println!("{}", created.token.token);
             Ok(0)

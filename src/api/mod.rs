@@ -41,7 +41,13 @@ async fn docs() -> HttpResponse {
 }
 
 async fn not_found() -> HttpResponse {
-    Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such route").response()
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        "no such route",
+    )
+    .response()
 }
 
 /// Starts the HTTP server on a bound listener. The returned server stops gracefully on

@@ -87,12 +87,18 @@ impl From<&Error> for Problem {
                 )
                 .with_errors(errors.clone())
             }
-            Error::NotFound { .. } => {
-                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", e.to_string())
-            }
-            Error::Forbidden(f) => {
-                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", f.to_string())
-            }
+            Error::NotFound { .. } => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                e.to_string(),
+            ),
+            Error::Forbidden(f) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                f.to_string(),
+            ),
             Error::Unauthorized(why) => Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -126,7 +132,10 @@ impl From<&Error> for Problem {
                 StatusCode::CONFLICT,
                 "conflict",
                 "Conflict",
-                format!("a record with the same unique value exists ({})", info.message()),
+                format!(
+                    "a record with the same unique value exists ({})",
+                    info.message()
+                ),
             ),
             Error::Pool(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

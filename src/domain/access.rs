@@ -187,7 +187,11 @@ mod tests {
         };
         assert!(clerk.require_warehouse(a).is_ok());
         assert!(clerk.require_warehouse(b).is_err());
-        let auditor = Principal { role: Role::Auditor, warehouses: vec![], ..clerk };
+        let auditor = Principal {
+            role: Role::Auditor,
+            warehouses: vec![],
+            ..clerk
+        };
         assert!(auditor.require_warehouse(b).is_ok());
     }
 
@@ -229,7 +233,11 @@ impl UserInput {
     pub fn validate(mut self) -> Result<Self, crate::domain::validation::FieldErrors> {
         let mut e = crate::domain::validation::FieldErrors::new();
         self.name = crate::domain::validation::text(&mut e, "name", &self.name, 64);
-        if self.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if self
+            .name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
             e.add("name", "must not contain spaces");
         }
         self.warehouses.sort();

@@ -119,7 +119,10 @@ impl ItemInput {
             if u.factor <= Decimal::ZERO {
                 e.add(format!("units[{i}].factor"), "must be greater than zero");
             } else if u.factor.scale() > 6 {
-                e.add(format!("units[{i}].factor"), "has more than 6 decimal places");
+                e.add(
+                    format!("units[{i}].factor"),
+                    "has more than 6 decimal places",
+                );
             }
         }
         let a = &mut self.attributes;
@@ -144,7 +147,10 @@ impl ItemInput {
             }
         }
         if self.tracks_expiry && !self.tracks_lots {
-            e.add("tracks_expiry", "an item that tracks expiry must also track lots");
+            e.add(
+                "tracks_expiry",
+                "an item that tracks expiry must also track lots",
+            );
         }
         e.finish(|| self)
     }
@@ -244,7 +250,10 @@ impl ItemValueInput {
         now: DateTime<Utc>,
     ) -> Result<ItemValue, FieldErrors> {
         let mut e = FieldErrors::new();
-        let unit_value = e.check("unit_value", UnitValue::parse_non_negative(&self.unit_value));
+        let unit_value = e.check(
+            "unit_value",
+            UnitValue::parse_non_negative(&self.unit_value),
+        );
         let currency = self
             .currency
             .as_deref()
@@ -286,9 +295,22 @@ mod tests {
     #[test]
     fn converts_jin_and_tonnes_to_kg() {
         let item = Item::new(Meta::new(Utc::now()), alcohol().validate().unwrap());
-        assert_eq!(item.to_base(Decimal::from(2300), "jin").unwrap().to_string(), "1150");
-        assert_eq!(item.to_base(Decimal::from(33), "Tonne").unwrap().to_string(), "33000");
-        assert_eq!(item.to_base(Decimal::new(15, 1), "kg").unwrap().to_string(), "1.5");
+        assert_eq!(
+            item.to_base(Decimal::from(2300), "jin")
+                .unwrap()
+                .to_string(),
+            "1150"
+        );
+        assert_eq!(
+            item.to_base(Decimal::from(33), "Tonne")
+                .unwrap()
+                .to_string(),
+            "33000"
+        );
+        assert_eq!(
+            item.to_base(Decimal::new(15, 1), "kg").unwrap().to_string(),
+            "1.5"
+        );
         assert!(item.to_base(Decimal::ONE, "box").is_err());
     }
 
@@ -301,7 +323,13 @@ mod tests {
         bad.units[0].factor = Decimal::ZERO;
         bad.attributes.alcohol_concentration = Some(Decimal::from(120));
         bad.tracks_expiry = true;
-        let fields: Vec<String> = bad.validate().unwrap_err().0.into_iter().map(|e| e.field).collect();
+        let fields: Vec<String> = bad
+            .validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(
             fields,
             [

@@ -56,9 +56,9 @@ pub fn credit_code(input: &str) -> Result<String, CodeError> {
 
 /// Province-level prefixes of GB/T 2260 administrative division codes.
 const PROVINCES: [&str; 34] = [
-    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
-    "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
-    "65", "71", "81", "82",
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41",
+    "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71",
+    "81", "82",
 ];
 
 /// Validates a 6-digit administrative division code (e.g. 370881, Qufu in Shandong).
@@ -89,8 +89,14 @@ mod tests {
     #[test]
     fn accepts_a_published_credit_code_and_lower_case() {
         // A code printed on a public business licence sample.
-        assert_eq!(credit_code("91350100M000100Y43").unwrap(), "91350100M000100Y43");
-        assert_eq!(credit_code("91350100m000100y43").unwrap(), "91350100M000100Y43");
+        assert_eq!(
+            credit_code("91350100M000100Y43").unwrap(),
+            "91350100M000100Y43"
+        );
+        assert_eq!(
+            credit_code("91350100m000100y43").unwrap(),
+            "91350100M000100Y43"
+        );
     }
 
     #[test]

@@ -54,7 +54,21 @@ macro_rules! fixed_point {
                 if text.is_empty() || text.contains(['e', 'E', '_']) {
                     return Err(DecimalError::Syntax);
                 }
-                let value = Decimal::from_str_exact(text).map_err(|_| DecimalError::Syntax)?;
+                // A well-formed number that Decimal cannot hold is too large or too precise,
+                // not a syntax error; say which.
+                let value = Decimal::from_str_exact(text).map_err(|_| {
+                    let digits = text.trim_start_matches(['-', '+']);
+                    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+                    let well_formed = !int.is_empty()
+                        && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit());
+                    if !well_formed {
+                        DecimalError::Syntax
+                    } else if int.trim_start_matches('0').len() > 20 {
+                        DecimalError::TooLarge($max_text)
+                    } else {
+                        DecimalError::TooPrecise(Self::SCALE)
+                    }
+                })?;
                 Self::new(value)
             }
 
@@ -185,6 +199,10 @@ mod tests {
         assert_eq!(Quantity::parse("abc"), Err(DecimalError::Syntax));
         assert_eq!(Quantity::parse(""), Err(DecimalError::Syntax));
         assert_eq!(
+            Quantity::parse("0.00000000000000000000000000000001"),
+            Err(DecimalError::TooPrecise(3))
+        );
+        assert_eq!(
             Quantity::parse("1000000000000.001"),
             Err(DecimalError::TooLarge("1000000000000"))
         );
@@ -196,7 +214,10 @@ mod tests {
 
     #[test]
     fn sign_rules() {
-        assert_eq!(Quantity::parse_positive("0"), Err(DecimalError::NotPositive));
+        assert_eq!(
+            Quantity::parse_positive("0"),
+            Err(DecimalError::NotPositive)
+        );
         assert_eq!(Quantity::parse_positive("-1"), Err(DecimalError::Negative));
         assert_eq!(Quantity::parse_non_negative("-0").unwrap(), Quantity::ZERO);
         assert!(Quantity::parse("-5").is_ok());
@@ -218,7 +239,12 @@ mod tests {
         let v = kg.value_at(UnitValue::parse("17.3913").unwrap());
         assert_eq!(v.to_string(), "20000"); // 1150 × 17.3913 = 19999.995 → 20000.00
         let masks = Quantity::parse("13000").unwrap();
-        assert_eq!(masks.value_at(UnitValue::parse("0.45").unwrap()).to_string(), "5850");
+        assert_eq!(
+            masks
+                .value_at(UnitValue::parse("0.45").unwrap())
+                .to_string(),
+            "5850"
+        );
     }
 
     #[test]

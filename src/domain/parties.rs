@@ -287,7 +287,13 @@ mod tests {
             },
             headcount: Some(0),
         };
-        let fields: Vec<_> = r.validate().unwrap_err().0.into_iter().map(|e| e.field).collect();
+        let fields: Vec<_> = r
+            .validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(fields, ["region_code", "contact.email", "headcount"]);
     }
 }

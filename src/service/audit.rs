@@ -46,7 +46,9 @@ pub fn events(
 ) -> Result<super::Listing<AuditEvent>> {
     actor.require(Action::ReadAudit)?;
     let rows = db.read(|c| db::list(c, filter, limit + 1))?;
-    Ok(super::Listing::from_rows(rows, limit, |e| e.seq.to_string()))
+    Ok(super::Listing::from_rows(rows, limit, |e| {
+        e.seq.to_string()
+    }))
 }
 
 /// Recomputes the chain. Used by the API and by `relief-ledger verify` (no server needed).

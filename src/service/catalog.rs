@@ -16,10 +16,20 @@ pub fn add_value(db: &Db, ctx: &Ctx, item_id: Uuid, input: ItemValueInput) -> Re
     db.write(|conn| {
         let item = db::get_item(conn, item_id)?.ok_or_else(|| Error::not_found("item", item_id))?;
         if item.meta.archived_at.is_some() {
-            return Err(Error::conflict("item_id", format!("item {} is archived", item.code)));
+            return Err(Error::conflict(
+                "item_id",
+                format!("item {} is archived", item.code),
+            ));
         }
         db::insert_item_value(conn, &value)?;
-        ctx.audit(conn, "item_value.create", "item_value", value.id, None, Some(&value))?;
+        ctx.audit(
+            conn,
+            "item_value.create",
+            "item_value",
+            value.id,
+            None,
+            Some(&value),
+        )?;
         Ok(value)
     })
 }

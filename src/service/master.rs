@@ -9,7 +9,9 @@ use uuid::Uuid;
 use super::{check_if_match, Ctx};
 use crate::domain::access::{Action, Principal};
 use crate::domain::catalog::{Item, ItemInput};
-use crate::domain::parties::{Donor, DonorInput, Recipient, RecipientInput, Warehouse, WarehouseInput};
+use crate::domain::parties::{
+    Donor, DonorInput, Recipient, RecipientInput, Warehouse, WarehouseInput,
+};
 use crate::domain::record::{merge_patch, Meta};
 use crate::domain::validation::FieldErrors;
 use crate::error::{Error, Result};
@@ -51,14 +53,23 @@ pub fn create<R: MasterRecord>(db: &Db, ctx: &Ctx, input: R::Input) -> Result<R>
     db.write(|conn| {
         R::check_unique(conn, &record)?;
         R::insert(conn, &record)?;
-        ctx.audit(conn, &format!("{}.create", R::ENTITY), R::ENTITY, record.meta().id, None, Some(&record))?;
+        ctx.audit(
+            conn,
+            &format!("{}.create", R::ENTITY),
+            R::ENTITY,
+            record.meta().id,
+            None,
+            Some(&record),
+        )?;
         Ok(record)
     })
 }
 
 pub fn get<R: MasterRecord>(db: &Db, actor: &Principal, id: Uuid) -> Result<R> {
     actor.require(Action::ReadMasterData)?;
-    let record = db.read(|conn| R::load(conn, id))?.ok_or_else(|| Error::not_found(R::ENTITY, id))?;
+    let record = db
+        .read(|conn| R::load(conn, id))?
+        .ok_or_else(|| Error::not_found(R::ENTITY, id))?;
     record.check_visible(actor)?;
     Ok(record)
 }
@@ -80,18 +91,27 @@ pub fn patch<R: MasterRecord>(
         let current = R::load(conn, id)?.ok_or_else(|| Error::not_found(R::ENTITY, id))?;
         check_if_match(if_match, &current.meta().etag())?;
         if current.meta().archived_at.is_some() {
-            return Err(Error::conflict("id", format!("{} {id} is archived", R::ENTITY)));
+            return Err(Error::conflict(
+                "id",
+                format!("{} {id} is archived", R::ENTITY),
+            ));
         }
         let mut doc = serde_json::to_value(current.to_input()).expect("inputs serialize");
         merge_patch(&mut doc, &patch);
-        let input: R::Input = serde_path_to_error::deserialize(doc).map_err(|e| {
-            Error::field(&e.path().to_string(), e.inner().to_string())
-        })?;
+        let input: R::Input = serde_path_to_error::deserialize(doc)
+            .map_err(|e| Error::field(&e.path().to_string(), e.inner().to_string()))?;
         let input = R::validate(input)?;
         let updated = R::build(current.meta().next(ctx.now), input);
         R::check_unique(conn, &updated)?;
         R::update(conn, &updated)?;
-        ctx.audit(conn, &format!("{}.update", R::ENTITY), R::ENTITY, id, Some(&current), Some(&updated))?;
+        ctx.audit(
+            conn,
+            &format!("{}.update", R::ENTITY),
+            R::ENTITY,
+            id,
+            Some(&current),
+            Some(&updated),
+        )?;
         Ok(updated)
     })
 }
@@ -106,19 +126,29 @@ pub fn archive<R: MasterRecord>(db: &Db, ctx: &Ctx, id: Uuid, if_match: Option<&
             check_if_match(if_match, &current.meta().etag())?;
         }
         if current.meta().archived_at.is_some() {
-            return Err(Error::conflict("id", format!("{} {id} is already archived", R::ENTITY)));
+            return Err(Error::conflict(
+                "id",
+                format!("{} {id} is already archived", R::ENTITY),
+            ));
         }
         let mut archived = current.clone();
         *archived.meta_mut() = current.meta().next(ctx.now);
         archived.meta_mut().archived_at = Some(ctx.now);
         R::update(conn, &archived)?;
-        ctx.audit(conn, &format!("{}.archive", R::ENTITY), R::ENTITY, id, Some(&current), Some(&archived))?;
+        ctx.audit(
+            conn,
+            &format!("{}.archive", R::ENTITY),
+            R::ENTITY,
+            id,
+            Some(&current),
+            Some(&archived),
+        )?;
         Ok(archived)
     })
 }
 
 macro_rules! impl_master {
-    ($t:ty, $input:ty, $entity:literal, $manage:expr, $get:path, $insert:path, $update:path) => {
+    ($t:ident, $input:ident, $entity:literal, $manage:expr, $get:path, $insert:path, $update:path) => {
         impl MasterRecord for $t {
             const ENTITY: &'static str = $entity;
             const MANAGE: Action = $manage;
@@ -176,13 +206,45 @@ macro_rules! impl_master {
             Ok(actor.require_warehouse(self.meta.id)?)
         }
     };
-    (@extra $other:ty) => {};
+    (@extra $other:ident) => {};
 }
 
-impl_master!(Item, ItemInput, "item", Action::ManageCatalog, db::get_item, db::insert_item, db::update_item);
-impl_master!(Warehouse, WarehouseInput, "warehouse", Action::ManageWarehouses, db::get_warehouse, db::insert_warehouse, db::update_warehouse);
-impl_master!(Donor, DonorInput, "donor", Action::ManageParties, db::get_donor, db::insert_donor, db::update_donor);
-impl_master!(Recipient, RecipientInput, "recipient", Action::ManageParties, db::get_recipient, db::insert_recipient, db::update_recipient);
+impl_master!(
+    Item,
+    ItemInput,
+    "item",
+    Action::ManageCatalog,
+    db::get_item,
+    db::insert_item,
+    db::update_item
+);
+impl_master!(
+    Warehouse,
+    WarehouseInput,
+    "warehouse",
+    Action::ManageWarehouses,
+    db::get_warehouse,
+    db::insert_warehouse,
+    db::update_warehouse
+);
+impl_master!(
+    Donor,
+    DonorInput,
+    "donor",
+    Action::ManageParties,
+    db::get_donor,
+    db::insert_donor,
+    db::update_donor
+);
+impl_master!(
+    Recipient,
+    RecipientInput,
+    "recipient",
+    Action::ManageParties,
+    db::get_recipient,
+    db::insert_recipient,
+    db::update_recipient
+);
 
 // ---------------------------------------------------------------- lists
 
@@ -196,10 +258,17 @@ fn fetch_page(page: &Page) -> Page {
     }
 }
 
-pub fn list_items(db: &Db, actor: &Principal, f: &ItemFilter, page: &Page) -> Result<Listing<Item>> {
+pub fn list_items(
+    db: &Db,
+    actor: &Principal,
+    f: &ItemFilter,
+    page: &Page,
+) -> Result<Listing<Item>> {
     actor.require(Action::ReadMasterData)?;
     let rows = db.read(|c| db::list_items(c, f, &fetch_page(page)))?;
-    Ok(Listing::from_rows(rows, page.limit, |r| r.meta.id.to_string()))
+    Ok(Listing::from_rows(rows, page.limit, |r| {
+        r.meta.id.to_string()
+    }))
 }
 
 pub fn list_warehouses(
@@ -209,15 +278,25 @@ pub fn list_warehouses(
     page: &Page,
 ) -> Result<Listing<Warehouse>> {
     actor.require(Action::ReadMasterData)?;
-    let only = (actor.role == crate::domain::access::Role::Clerk).then_some(actor.warehouses.as_slice());
+    let only =
+        (actor.role == crate::domain::access::Role::Clerk).then_some(actor.warehouses.as_slice());
     let rows = db.read(|c| db::list_warehouses(c, region_prefix, only, &fetch_page(page)))?;
-    Ok(Listing::from_rows(rows, page.limit, |r| r.meta.id.to_string()))
+    Ok(Listing::from_rows(rows, page.limit, |r| {
+        r.meta.id.to_string()
+    }))
 }
 
-pub fn list_donors(db: &Db, actor: &Principal, f: &PartyFilter, page: &Page) -> Result<Listing<Donor>> {
+pub fn list_donors(
+    db: &Db,
+    actor: &Principal,
+    f: &PartyFilter,
+    page: &Page,
+) -> Result<Listing<Donor>> {
     actor.require(Action::ReadMasterData)?;
     let rows = db.read(|c| db::list_donors(c, f, &fetch_page(page)))?;
-    Ok(Listing::from_rows(rows, page.limit, |r| r.meta.id.to_string()))
+    Ok(Listing::from_rows(rows, page.limit, |r| {
+        r.meta.id.to_string()
+    }))
 }
 
 pub fn list_recipients(
@@ -228,5 +307,7 @@ pub fn list_recipients(
 ) -> Result<Listing<Recipient>> {
     actor.require(Action::ReadMasterData)?;
     let rows = db.read(|c| db::list_recipients(c, f, &fetch_page(page)))?;
-    Ok(Listing::from_rows(rows, page.limit, |r| r.meta.id.to_string()))
+    Ok(Listing::from_rows(rows, page.limit, |r| {
+        r.meta.id.to_string()
+    }))
 }

@@ -102,7 +102,11 @@ impl<T> Listing<T> {
     pub fn from_rows(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Self {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next_cursor = if more { rows.last().map(cursor_of) } else { None };
+        let next_cursor = if more {
+            rows.last().map(cursor_of)
+        } else {
+            None
+        };
         Listing {
             items: rows,
             next_cursor,
@@ -116,7 +120,10 @@ mod tests {
 
     #[test]
     fn if_match_rules() {
-        assert!(matches!(check_if_match(None, "\"2\""), Err(Error::PreconditionRequired)));
+        assert!(matches!(
+            check_if_match(None, "\"2\""),
+            Err(Error::PreconditionRequired)
+        ));
         assert!(check_if_match(Some("\"2\""), "\"2\"").is_ok());
         assert!(check_if_match(Some("W/\"2\""), "\"2\"").is_ok());
         assert!(check_if_match(Some("\"1\", \"2\""), "\"2\"").is_ok());

@@ -39,15 +39,22 @@ pub struct CreatedUser {
 
 fn check_user(conn: &mut DbConn, user: &User) -> Result<()> {
     if db::user_name_taken(conn, &user.name, Some(user.meta.id))? {
-        return Err(Error::conflict("name", format!("a user named {} exists", user.name)));
+        return Err(Error::conflict(
+            "name",
+            format!("a user named {} exists", user.name),
+        ));
     }
     let mut e = FieldErrors::new();
     for (i, w) in user.warehouses.iter().enumerate() {
         match master::get_warehouse(conn, *w)? {
-            None => e.add(format!("warehouses[{i}]"), format!("warehouse {w} does not exist")),
-            Some(wh) if wh.meta.archived_at.is_some() => {
-                e.add(format!("warehouses[{i}]"), format!("warehouse {w} is archived"))
-            }
+            None => e.add(
+                format!("warehouses[{i}]"),
+                format!("warehouse {w} does not exist"),
+            ),
+            Some(wh) if wh.meta.archived_at.is_some() => e.add(
+                format!("warehouses[{i}]"),
+                format!("warehouse {w} is archived"),
+            ),
             Some(_) => {}
         }
     }
@@ -73,7 +80,14 @@ fn issue(conn: &mut DbConn, ctx: &Ctx, user_id: Uuid, input: TokenInput) -> Resu
         last_used_at: None,
     };
     db::insert_token(conn, &info, &token::hash(&secret))?;
-    ctx.audit(conn, "token.create", "api_token", info.id, None, Some(&info))?;
+    ctx.audit(
+        conn,
+        "token.create",
+        "api_token",
+        info.id,
+        None,
+        Some(&info),
+    )?;
     Ok(IssuedToken {
         token: secret,
         info,
@@ -94,10 +108,15 @@ pub fn create_user(db: &Db, ctx: &Ctx, input: UserInput) -> Result<CreatedUser> 
         check_user(conn, &user)?;
         db::insert_user(conn, &user)?;
         ctx.audit(conn, "user.create", "user", user.meta.id, None, Some(&user))?;
-        let token = issue(conn, ctx, user.meta.id, TokenInput {
-            label: Some("first token".into()),
-            expires_at: None,
-        })?;
+        let token = issue(
+            conn,
+            ctx,
+            user.meta.id,
+            TokenInput {
+                label: Some("first token".into()),
+                expires_at: None,
+            },
+        )?;
         Ok(CreatedUser { user, token })
     })
 }
@@ -106,14 +125,20 @@ pub fn get_user(db: &Db, actor: &Principal, id: Uuid) -> Result<User> {
     if actor.user_id != id {
         actor.require(Action::ManageUsers)?;
     }
-    db.read(|c| db::get_user(c, id))?.ok_or_else(|| Error::not_found("user", id))
+    db.read(|c| db::get_user(c, id))?
+        .ok_or_else(|| Error::not_found("user", id))
 }
 
 pub fn list_users(db: &Db, actor: &Principal, page: &Page) -> Result<Listing<User>> {
     actor.require(Action::ManageUsers)?;
-    let fetch = Page { limit: page.limit + 1, ..page.clone() };
+    let fetch = Page {
+        limit: page.limit + 1,
+        ..page.clone()
+    };
     let rows = db.read(|c| db::list_users(c, &fetch))?;
-    Ok(Listing::from_rows(rows, page.limit, |u| u.meta.id.to_string()))
+    Ok(Listing::from_rows(rows, page.limit, |u| {
+        u.meta.id.to_string()
+    }))
 }
 
 pub fn patch_user(
@@ -143,7 +168,14 @@ pub fn patch_user(
         };
         check_user(conn, &updated)?;
         db::update_user(conn, &updated)?;
-        ctx.audit(conn, "user.update", "user", id, Some(&current), Some(&updated))?;
+        ctx.audit(
+            conn,
+            "user.update",
+            "user",
+            id,
+            Some(&current),
+            Some(&updated),
+        )?;
         Ok(updated)
     })
 }
@@ -157,14 +189,24 @@ pub fn deactivate_user(db: &Db, ctx: &Ctx, id: Uuid) -> Result<User> {
     db.write(|conn| {
         let current = db::get_user(conn, id)?.ok_or_else(|| Error::not_found("user", id))?;
         if current.meta.archived_at.is_some() {
-            return Err(Error::conflict("id", format!("user {id} is already deactivated")));
+            return Err(Error::conflict(
+                "id",
+                format!("user {id} is already deactivated"),
+            ));
         }
         let mut updated = current.clone();
         updated.meta = current.meta.next(ctx.now);
         updated.meta.archived_at = Some(ctx.now);
         db::update_user(conn, &updated)?;
         db::revoke_all_tokens(conn, id, ctx.now)?;
-        ctx.audit(conn, "user.deactivate", "user", id, Some(&current), Some(&updated))?;
+        ctx.audit(
+            conn,
+            "user.deactivate",
+            "user",
+            id,
+            Some(&current),
+            Some(&updated),
+        )?;
         Ok(updated)
     })
 }
@@ -174,7 +216,10 @@ pub fn create_token(db: &Db, ctx: &Ctx, user_id: Uuid, input: TokenInput) -> Res
     db.write(|conn| {
         let user = db::get_user(conn, user_id)?.ok_or_else(|| Error::not_found("user", user_id))?;
         if user.meta.archived_at.is_some() {
-            return Err(Error::conflict("user_id", format!("user {user_id} is deactivated")));
+            return Err(Error::conflict(
+                "user_id",
+                format!("user {user_id} is deactivated"),
+            ));
         }
         issue(conn, ctx, user_id, input)
     })
@@ -204,7 +249,14 @@ pub fn revoke_token(db: &Db, ctx: &Ctx, user_id: Uuid, token_id: Uuid) -> Result
             revoked_at: Some(ctx.now),
             ..current.clone()
         };
-        ctx.audit(conn, "token.revoke", "api_token", token_id, Some(&current), Some(&revoked))?;
+        ctx.audit(
+            conn,
+            "token.revoke",
+            "api_token",
+            token_id,
+            Some(&current),
+            Some(&revoked),
+        )?;
         Ok(revoked)
     })
 }
@@ -225,7 +277,10 @@ pub fn authenticate(db: &Db, bearer: &str) -> Result<Principal> {
     if !live {
         return Err(Error::Unauthorized(REFUSED));
     }
-    if tok.last_used_at.is_none_or(|t| now - t > chrono::Duration::seconds(60)) {
+    if tok
+        .last_used_at
+        .is_none_or(|t| now - t > chrono::Duration::seconds(60))
+    {
         // Bookkeeping, not a change anyone asked for: it is not audited, and a failure to
         // record it must not fail the request.
         if let Err(e) = db.write(|c| db::touch_token(c, tok.id, now)) {

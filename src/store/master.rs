@@ -4,8 +4,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::schema::{donors, item_values, items, recipients, warehouses};
-use super::{enum_str, parse_enum, parse_json, parse_opt_ts, parse_ts, parse_uuid, to_json, ts};
 use super::DbConn;
+use super::{enum_str, parse_enum, parse_json, parse_opt_ts, parse_ts, parse_uuid, to_json, ts};
 use crate::domain::catalog::{Item, ItemValue};
 use crate::domain::decimal::UnitValue;
 use crate::domain::parties::{Donor, Recipient, Warehouse};
@@ -111,7 +111,13 @@ impl TryFrom<ItemRow> for Item {
     type Error = crate::error::Error;
     fn try_from(r: ItemRow) -> Result<Self> {
         Ok(Item {
-            meta: meta(&r.id, r.version, &r.created_at, &r.updated_at, r.archived_at.as_deref())?,
+            meta: meta(
+                &r.id,
+                r.version,
+                &r.created_at,
+                &r.updated_at,
+                r.archived_at.as_deref(),
+            )?,
             code: r.code,
             name: r.name,
             category: parse_enum(&r.category)?,
@@ -187,9 +193,10 @@ impl TryFrom<ItemValueRow> for ItemValue {
         Ok(ItemValue {
             id: parse_uuid(&r.id)?,
             item_id: parse_uuid(&r.item_id)?,
-            effective_from: r.effective_from.parse().map_err(|e| {
-                crate::error::Error::Internal(format!("bad date in database: {e}"))
-            })?,
+            effective_from: r
+                .effective_from
+                .parse()
+                .map_err(|e| crate::error::Error::Internal(format!("bad date in database: {e}")))?,
             unit_value: UnitValue::from_scaled(r.unit_value_e4),
             currency: r.currency,
             basis: parse_enum(&r.basis)?,
@@ -222,7 +229,10 @@ pub fn item_values(conn: &mut DbConn, item: Uuid) -> Result<Vec<ItemValue>> {
     let rows: Vec<ItemValueRow> = item_values::table
         .filter(item_values::item_id.eq(item.to_string()))
         .select(ItemValueRow::as_select())
-        .order((item_values::effective_from.desc(), item_values::recorded_at.desc()))
+        .order((
+            item_values::effective_from.desc(),
+            item_values::recorded_at.desc(),
+        ))
         .load(conn)?;
     rows.into_iter().map(ItemValue::try_from).collect()
 }
@@ -261,7 +271,13 @@ impl TryFrom<WarehouseRow> for Warehouse {
     type Error = crate::error::Error;
     fn try_from(r: WarehouseRow) -> Result<Self> {
         Ok(Warehouse {
-            meta: meta(&r.id, r.version, &r.created_at, &r.updated_at, r.archived_at.as_deref())?,
+            meta: meta(
+                &r.id,
+                r.version,
+                &r.created_at,
+                &r.updated_at,
+                r.archived_at.as_deref(),
+            )?,
             name: r.name,
             address: r.address,
             region_code: r.region_code,
@@ -269,7 +285,14 @@ impl TryFrom<WarehouseRow> for Warehouse {
     }
 }
 
-master_table!(warehouses, WarehouseRow, Warehouse, insert_warehouse, update_warehouse, get_warehouse);
+master_table!(
+    warehouses,
+    WarehouseRow,
+    Warehouse,
+    insert_warehouse,
+    update_warehouse,
+    get_warehouse
+);
 
 /// `only` limits the list to a clerk's warehouses.
 pub fn list_warehouses(
@@ -278,7 +301,9 @@ pub fn list_warehouses(
     only: Option<&[Uuid]>,
     page: &Page,
 ) -> Result<Vec<Warehouse>> {
-    let mut q = warehouses::table.select(WarehouseRow::as_select()).into_boxed();
+    let mut q = warehouses::table
+        .select(WarehouseRow::as_select())
+        .into_boxed();
     if let Some(p) = region_prefix {
         q = q.filter(warehouses::region_code.like(format!("{p}%")));
     }
@@ -333,7 +358,13 @@ impl TryFrom<DonorRow> for Donor {
     type Error = crate::error::Error;
     fn try_from(r: DonorRow) -> Result<Self> {
         Ok(Donor {
-            meta: meta(&r.id, r.version, &r.created_at, &r.updated_at, r.archived_at.as_deref())?,
+            meta: meta(
+                &r.id,
+                r.version,
+                &r.created_at,
+                &r.updated_at,
+                r.archived_at.as_deref(),
+            )?,
             name: r.name,
             kind: parse_enum(&r.kind)?,
             contact: parse_json(&r.contact)?,
@@ -343,7 +374,14 @@ impl TryFrom<DonorRow> for Donor {
     }
 }
 
-master_table!(donors, DonorRow, Donor, insert_donor, update_donor, get_donor);
+master_table!(
+    donors,
+    DonorRow,
+    Donor,
+    insert_donor,
+    update_donor,
+    get_donor
+);
 
 #[derive(Debug, Default, Clone)]
 pub struct PartyFilter {
@@ -422,7 +460,13 @@ impl TryFrom<RecipientRow> for Recipient {
     type Error = crate::error::Error;
     fn try_from(r: RecipientRow) -> Result<Self> {
         Ok(Recipient {
-            meta: meta(&r.id, r.version, &r.created_at, &r.updated_at, r.archived_at.as_deref())?,
+            meta: meta(
+                &r.id,
+                r.version,
+                &r.created_at,
+                &r.updated_at,
+                r.archived_at.as_deref(),
+            )?,
             name: r.name,
             kind: parse_enum(&r.kind)?,
             region_code: r.region_code,
@@ -432,10 +476,19 @@ impl TryFrom<RecipientRow> for Recipient {
     }
 }
 
-master_table!(recipients, RecipientRow, Recipient, insert_recipient, update_recipient, get_recipient);
+master_table!(
+    recipients,
+    RecipientRow,
+    Recipient,
+    insert_recipient,
+    update_recipient,
+    get_recipient
+);
 
 pub fn list_recipients(conn: &mut DbConn, f: &PartyFilter, page: &Page) -> Result<Vec<Recipient>> {
-    let mut q = recipients::table.select(RecipientRow::as_select()).into_boxed();
+    let mut q = recipients::table
+        .select(RecipientRow::as_select())
+        .into_boxed();
     if let Some(v) = &f.kind {
         q = q.filter(recipients::kind.eq(v.clone()));
     }
@@ -458,6 +511,9 @@ pub fn list_recipients(conn: &mut DbConn, f: &PartyFilter, page: &Page) -> Resul
 /// `%text%` with LIKE's own wildcards taken literally (both backends treat `\` as the
 /// default escape only on PostgreSQL, so they are dropped instead of escaped).
 fn like_pattern(text: &str) -> String {
-    let clean: String = text.chars().filter(|c| !matches!(c, '%' | '_' | '\\')).collect();
+    let clean: String = text
+        .chars()
+        .filter(|c| !matches!(c, '%' | '_' | '\\'))
+        .collect();
     format!("%{clean}%")
 }

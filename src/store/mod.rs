@@ -120,7 +120,8 @@ impl Db {
             ));
         }
         // Migrate on one connection first, so the pool's connections open on the final schema.
-        let mut conn = connect(url).map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
+        let mut conn = connect(url)
+            .map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
         run_migrations(&mut conn)?;
         drop(conn);
         let pool = diesel::r2d2::Pool::builder()

@@ -204,13 +204,11 @@ pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<(ApiTo
 pub fn touch_token(conn: &mut DbConn, id: Uuid, now: DateTime<Utc>) -> Result<()> {
     let stale = ts(now - chrono::Duration::seconds(60));
     diesel::update(
-        api_tokens::table
-            .find(id.to_string())
-            .filter(
-                api_tokens::last_used_at
-                    .is_null()
-                    .or(api_tokens::last_used_at.lt(stale)),
-            ),
+        api_tokens::table.find(id.to_string()).filter(
+            api_tokens::last_used_at
+                .is_null()
+                .or(api_tokens::last_used_at.lt(stale)),
+        ),
     )
     .set(api_tokens::last_used_at.eq(Some(ts(now))))
     .execute(conn)?;

@@ -10,7 +10,9 @@ use crate::api::extract::{blocking, Caller, IfMatch, Json};
 use crate::api::problem::Problem;
 use crate::domain::catalog::{Item, ItemInput, ItemValue, ItemValueInput};
 use crate::domain::codes;
-use crate::domain::parties::{Donor, DonorInput, Recipient, RecipientInput, Warehouse, WarehouseInput};
+use crate::domain::parties::{
+    Donor, DonorInput, Recipient, RecipientInput, Warehouse, WarehouseInput,
+};
 use crate::error::Error;
 use crate::service::master as svc;
 use crate::service::Listing;
@@ -117,10 +119,38 @@ macro_rules! master_handlers {
     };
 }
 
-master_handlers!(items, Item, ItemInput, "catalog", "/api/v1/items", "/api/v1/items/{id}");
-master_handlers!(warehouses, Warehouse, WarehouseInput, "warehouses", "/api/v1/warehouses", "/api/v1/warehouses/{id}");
-master_handlers!(donors, Donor, DonorInput, "donors", "/api/v1/donors", "/api/v1/donors/{id}");
-master_handlers!(recipients, Recipient, RecipientInput, "recipients", "/api/v1/recipients", "/api/v1/recipients/{id}");
+master_handlers!(
+    items,
+    Item,
+    ItemInput,
+    "catalog",
+    "/api/v1/items",
+    "/api/v1/items/{id}"
+);
+master_handlers!(
+    warehouses,
+    Warehouse,
+    WarehouseInput,
+    "warehouses",
+    "/api/v1/warehouses",
+    "/api/v1/warehouses/{id}"
+);
+master_handlers!(
+    donors,
+    Donor,
+    DonorInput,
+    "donors",
+    "/api/v1/donors",
+    "/api/v1/donors/{id}"
+);
+master_handlers!(
+    recipients,
+    Recipient,
+    RecipientInput,
+    "recipients",
+    "/api/v1/recipients",
+    "/api/v1/recipients/{id}"
+);
 
 fn region(prefix: &Option<String>) -> Result<Option<String>, Problem> {
     prefix
@@ -150,7 +180,12 @@ pub async fn list_items(
     q: web::Query<ItemQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let q = q.into_inner();
-    let page = PageParams { limit: q.limit, cursor: q.cursor, include_archived: q.include_archived }.page()?;
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor,
+        include_archived: q.include_archived,
+    }
+    .page()?;
     let f = ItemFilter {
         category: q.category.map(|c| crate::store::enum_str(&c)),
         code: q.code,
@@ -180,9 +215,16 @@ pub async fn list_warehouses(
     q: web::Query<WarehouseQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let q = q.into_inner();
-    let page = PageParams { limit: q.limit, cursor: q.cursor, include_archived: q.include_archived }.page()?;
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor,
+        include_archived: q.include_archived,
+    }
+    .page()?;
     let region = region(&q.region)?;
-    let l = blocking(move || svc::list_warehouses(&db, &caller.principal, region.as_deref(), &page)).await?;
+    let l =
+        blocking(move || svc::list_warehouses(&db, &caller.principal, region.as_deref(), &page))
+            .await?;
     Ok(HttpResponse::Ok().json(l))
 }
 
@@ -208,7 +250,12 @@ pub async fn list_donors(
     q: web::Query<DonorQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let q = q.into_inner();
-    let page = PageParams { limit: q.limit, cursor: q.cursor, include_archived: q.include_archived }.page()?;
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor,
+        include_archived: q.include_archived,
+    }
+    .page()?;
     let f = PartyFilter {
         kind: q.kind.map(|k| crate::store::enum_str(&k)),
         region_prefix: region(&q.region)?,
@@ -240,7 +287,12 @@ pub async fn list_recipients(
     q: web::Query<RecipientQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let q = q.into_inner();
-    let page = PageParams { limit: q.limit, cursor: q.cursor, include_archived: q.include_archived }.page()?;
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor,
+        include_archived: q.include_archived,
+    }
+    .page()?;
     let f = PartyFilter {
         kind: q.kind.map(|k| crate::store::enum_str(&k)),
         region_prefix: region(&q.region)?,

@@ -17,7 +17,12 @@ use crate::service::{DEFAULT_PAGE, MAX_PAGE};
 use crate::store::master::Page;
 
 /// A record with its ETag (and, on creation, its Location).
-pub fn record<T: serde::Serialize>(status: StatusCode, meta: &Meta, body: &T, location: Option<String>) -> HttpResponse {
+pub fn record<T: serde::Serialize>(
+    status: StatusCode,
+    meta: &Meta,
+    body: &T,
+    location: Option<String>,
+) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     res.insert_header((ETAG, meta.etag()));
     if let Some(l) = location {
@@ -72,5 +77,11 @@ impl PageParams {
 }
 
 pub fn bad_query(field: &str, detail: impl Into<String>) -> Problem {
-    Problem::field(StatusCode::BAD_REQUEST, "bad-query", "Bad query parameter", field, detail.into())
+    Problem::field(
+        StatusCode::BAD_REQUEST,
+        "bad-query",
+        "Bad query parameter",
+        field,
+        detail.into(),
+    )
 }

@@ -39,17 +39,30 @@ pub async fn list(
     responses((status = 201, description = "Created", body = CreatedUser),
               (status = 409, description = "Name taken", body = Problem),
               (status = 422, description = "Invalid fields", body = Problem)))]
-pub async fn create(caller: Caller, db: web::Data<Db>, body: Json<UserInput>) -> Result<HttpResponse, Error> {
+pub async fn create(
+    caller: Caller,
+    db: web::Data<Db>,
+    body: Json<UserInput>,
+) -> Result<HttpResponse, Error> {
     let ctx = caller.ctx();
     let c = blocking(move || svc::create_user(&db, &ctx, body.0)).await?;
     let location = format!("/api/v1/users/{}", c.user.meta.id);
-    Ok(record(StatusCode::CREATED, &c.user.meta, &c, Some(location)))
+    Ok(record(
+        StatusCode::CREATED,
+        &c.user.meta,
+        &c,
+        Some(location),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, description = "The user", body = User), (status = 404, description = "No such user", body = Problem)))]
-pub async fn get(caller: Caller, db: web::Data<Db>, id: web::Path<Uuid>) -> Result<HttpResponse, Error> {
+pub async fn get(
+    caller: Caller,
+    db: web::Data<Db>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     let u = blocking(move || svc::get_user(&db, &caller.principal, id)).await?;
     Ok(record(StatusCode::OK, &u.meta, &u, None))
@@ -79,7 +92,11 @@ pub async fn patch(
     params(("id" = Uuid, Path)),
     responses((status = 200, description = "Deactivated", body = User),
               (status = 409, description = "Already deactivated, or yourself", body = Problem)))]
-pub async fn deactivate(caller: Caller, db: web::Data<Db>, id: web::Path<Uuid>) -> Result<HttpResponse, Error> {
+pub async fn deactivate(
+    caller: Caller,
+    db: web::Data<Db>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Error> {
     let (id, ctx) = (id.into_inner(), caller.ctx());
     let u = blocking(move || svc::deactivate_user(&db, &ctx, id)).await?;
     Ok(record(StatusCode::OK, &u.meta, &u, None))
@@ -88,7 +105,11 @@ pub async fn deactivate(caller: Caller, db: web::Data<Db>, id: web::Path<Uuid>) 
 #[utoipa::path(get, path = "/api/v1/users/{id}/tokens", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, description = "The user's tokens, without secrets", body = Vec<ApiToken>)))]
-pub async fn list_tokens(caller: Caller, db: web::Data<Db>, id: web::Path<Uuid>) -> Result<HttpResponse, Error> {
+pub async fn list_tokens(
+    caller: Caller,
+    db: web::Data<Db>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     let t = blocking(move || svc::list_tokens(&db, &caller.principal, id)).await?;
     Ok(HttpResponse::Ok().json(t))
@@ -126,7 +147,11 @@ pub async fn revoke_token(
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/me", web::get().to(me))
-        .service(web::resource("/api/v1/users").route(web::get().to(list)).route(web::post().to(create)))
+        .service(
+            web::resource("/api/v1/users")
+                .route(web::get().to(list))
+                .route(web::post().to(create)),
+        )
         .service(
             web::resource("/api/v1/users/{id}")
                 .route(web::get().to(get))
@@ -138,5 +163,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(list_tokens))
                 .route(web::post().to(create_token)),
         )
-        .route("/api/v1/users/{id}/tokens/{token_id}", web::delete().to(revoke_token));
+        .route(
+            "/api/v1/users/{id}/tokens/{token_id}",
+            web::delete().to(revoke_token),
+        );
 }

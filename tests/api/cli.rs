@@ -1,0 +1,81 @@
+use std::process::Command;
+
+use crate::helpers::TestApp;
+
+fn cli(db_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_relief-ledger"))
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn user_add_prints_a_working_token_on_its_last_line() {
+    let app = TestApp::spawn();
+    let wh = app.warehouse_a.to_string();
+    let out = cli(
+        &app.db_url,
+        &[
+            "user",
+            "add",
+            "zhang.clerk",
+            "--role",
+            "clerk",
+            "--warehouse",
+            &wh,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().last().unwrap();
+    let me = app.get("/api/v1/me", token).ok(200);
+    assert_eq!(me["name"], "zhang.clerk");
+    assert_eq!(me["warehouses"][0], wh.as_str());
+    let ev = app.get("/api/v1/audit/events?action=user.create&actor_id=00000000-0000-0000-0000-000000000000&limit=500", &app.auditor).ok(200);
+    assert!(ev["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["actor_name"] == "operator (command line)"));
+
+    let bad = cli(&app.db_url, &["user", "add", "x", "--role", "clerk"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("warehouses"));
+}
+
+#[test]
+fn verify_works_on_the_database_without_the_server() {
+    let app = TestApp::spawn();
+    app.donor("校验用");
+    let out = cli(&app.db_url, &["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["verified_events"], app.audit_seq());
+
+    let mut conn = relief_ledger::store::connect(&app.db_url).unwrap();
+    let unlock = if app.is_postgres() {
+        "DROP TRIGGER audit_events_append_only ON audit_events;"
+    } else {
+        "DROP TRIGGER audit_events_no_update;"
+    };
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut conn,
+        &format!("{unlock} UPDATE audit_events SET action = 'donor.delete' WHERE seq = 2"),
+    )
+    .unwrap();
+    let out = cli(&app.db_url, &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["first_break"]["seq"], 2);
+}

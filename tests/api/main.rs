@@ -1,0 +1,8 @@
+//! HTTP tests against the real server. One test binary, so it builds and links once.
+
+mod access;
+mod audit;
+mod bad_input;
+mod cli;
+mod helpers;
+mod master_data;
