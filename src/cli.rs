@@ -50,6 +50,8 @@ pub enum Command {
     },
     /// Recompute the audit chain; exit status 1 if it is broken.
     Verify,
+    /// Load the seed report's scenario (donors, pledges, receipts, shipments) into an empty database.
+    Demo,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -151,6 +153,12 @@ pub fn run(cli: Cli) -> anyhow_lite::Result<i32> {
             );
             println!("API token (shown once; keep it secret):");
             println!("{}", created.token.token);
+            Ok(0)
+        }
+        Command::Demo => {
+            let db = Db::open(&cli.database_url, 1)?;
+            let summary = crate::demo::load(&db)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(0)
         }
         Command::Verify => {

@@ -29,6 +29,22 @@ pub enum Error {
     Pool(#[from] diesel::r2d2::PoolError),
     #[error("{0}")]
     Internal(String),
+    /// Not enough stock: names the item and the shortfall.
+    #[error("{detail}")]
+    InsufficientStock {
+        field: String,
+        item_id: uuid::Uuid,
+        requested: String,
+        available: String,
+        detail: String,
+    },
+    /// An Idempotency-Key seen before with this request: answer as the first time.
+    #[error("replayed response")]
+    Replay { status: u16, body: String },
+    #[error("the Idempotency-Key was used with a different request")]
+    IdempotencyMismatch,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyInFlight,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod service;

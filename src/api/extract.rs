@@ -86,6 +86,111 @@ impl Caller {
     }
 }
 
+// ---------------------------------------------------------------- idempotency
+
+/// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl FromRequest for IdempotencyKey {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, actix_web::Error>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let v = req
+            .headers()
+            .get("idempotency-key")
+            .map(|v| v.to_str().map(str::to_string));
+        std::future::ready(match v {
+            None => Ok(IdempotencyKey(None)),
+            Some(Ok(k))
+                if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Ok(IdempotencyKey(Some(k)))
+            }
+            Some(_) => Err(Problem::field(
+                StatusCode::BAD_REQUEST,
+                "bad-header",
+                "Bad header",
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters".into(),
+            )
+            .into()),
+        })
+    }
+}
+
+/// Keys being processed by this node. A second request with a key still in flight is
+/// refused (409) rather than queued; across nodes the write lock orders them and the
+/// second replays the first's response.
+#[derive(Default)]
+pub struct InFlight(std::sync::Mutex<std::collections::HashSet<(uuid::Uuid, String)>>);
+
+struct InFlightGuard {
+    registry: web::Data<InFlight>,
+    key: (uuid::Uuid, String),
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.registry
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
+}
+
+/// Runs a write for a handler: builds the context (with the Idempotency-Key and a hash of
+/// the request), keeps duplicate in-flight keys out, and answers `status` with the result.
+pub async fn write<B, T>(
+    req: &HttpRequest,
+    caller: Caller,
+    key: IdempotencyKey,
+    body: &B,
+    status: StatusCode,
+    op: impl FnOnce(&Db, &Ctx) -> Result<T, Error> + Send + 'static,
+) -> Result<actix_web::HttpResponse, Error>
+where
+    B: serde::Serialize,
+    T: serde::Serialize + Send + 'static,
+{
+    let db = req
+        .app_data::<web::Data<Db>>()
+        .cloned()
+        .ok_or_else(|| Error::Internal("no database configured".into()))?;
+    let mut ctx = caller.ctx();
+    let mut _guard = None;
+    if let Some(k) = key.0 {
+        let body = serde_json::to_value(body).expect("inputs serialize");
+        let canonical = format!(
+            "{} {}\n{}",
+            req.method(),
+            req.path(),
+            crate::domain::audit::canonical_json(&body)
+        );
+        ctx.idempotency = Some(crate::service::Idempotency {
+            key: k.clone(),
+            request_hash: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(canonical.as_bytes())),
+            success_status: status.as_u16(),
+        });
+        let registry = req
+            .app_data::<web::Data<InFlight>>()
+            .cloned()
+            .ok_or_else(|| Error::Internal("no in-flight registry".into()))?;
+        let id = (ctx.actor.user_id, k);
+        if !registry
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone())
+        {
+            return Err(Error::IdempotencyInFlight);
+        }
+        _guard = Some(InFlightGuard { registry, key: id });
+    }
+    let out = blocking(move || op(&db, &ctx)).await?;
+    Ok(actix_web::HttpResponse::build(status).json(out))
+}
+
 impl FromRequest for Caller {
     type Error = Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Error>>>>;

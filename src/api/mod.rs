@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::users::routes(cfg);
     routes::master::routes(cfg);
     routes::audit::routes(cfg);
+    routes::ledger::routes(cfg);
 }
 
 async fn openapi_json() -> HttpResponse {
@@ -54,9 +55,11 @@ async fn not_found() -> HttpResponse {
 /// SIGINT/SIGTERM, finishing requests in flight (up to 30 s).
 pub fn serve(listener: TcpListener, db: Db, workers: Option<usize>) -> std::io::Result<Server> {
     let db = web::Data::new(db);
+    let in_flight = web::Data::new(extract::InFlight::default());
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(db.clone())
+            .app_data(in_flight.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .app_data(web::QueryConfig::default().error_handler(extract::query_error))
             .app_data(web::PathConfig::default().error_handler(extract::path_error))

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{audit, health, master, users};
+use super::routes::{audit, health, ledger, master, users};
 
 struct BearerAuth;
 
@@ -34,6 +34,14 @@ impl Modify for BearerAuth {
         master::list_donors, master::donors::create, master::donors::get, master::donors::patch, master::donors::archive,
         master::list_recipients, master::recipients::create, master::recipients::get, master::recipients::patch, master::recipients::archive,
         audit::events, audit::head, audit::verify,
+        ledger::list_pledges, ledger::create_pledge, ledger::get_pledge, ledger::cancel_pledge,
+        ledger::list_receipts, ledger::post_receipt, ledger::get_receipt, ledger::reverse_receipt,
+        ledger::list_shipments, ledger::create_shipment, ledger::get_shipment, ledger::dispatch_shipment,
+        ledger::deliver_shipment, ledger::return_shipment, ledger::cancel_shipment, ledger::reverse_shipment,
+        ledger::list_transfers, ledger::create_transfer, ledger::get_transfer, ledger::receive_transfer, ledger::reverse_transfer,
+        ledger::list_adjustments, ledger::post_adjustment, ledger::get_adjustment, ledger::reverse_adjustment,
+        ledger::stock_count, ledger::lot_trace, ledger::hold_lot, ledger::release_lot,
+        ledger::stock, ledger::movements, ledger::integrity,
     ),
     components(schemas(super::problem::Problem))
 )]

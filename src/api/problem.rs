@@ -23,6 +23,13 @@ pub struct Problem {
     /// Every bad field, for validation errors.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Insufficient stock: the item short, what was asked and what there is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<uuid::Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<String>,
 }
 
 impl Problem {
@@ -33,6 +40,9 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: vec![],
+            item_id: None,
+            requested: None,
+            available: None,
         }
     }
 
@@ -143,6 +153,46 @@ impl From<&Error> for Problem {
                 "Database unavailable",
                 "no database connection became free in time; retry",
             ),
+            Error::InsufficientStock {
+                field,
+                item_id,
+                requested,
+                available,
+                detail,
+            } => {
+                let mut errs = FieldErrors::new();
+                errs.add(field.clone(), detail.clone());
+                let mut p = Problem::new(
+                    StatusCode::CONFLICT,
+                    "insufficient-stock",
+                    "Not enough stock",
+                    detail.clone(),
+                )
+                .with_errors(errs);
+                p.item_id = Some(*item_id);
+                p.requested = Some(requested.clone());
+                p.available = Some(available.clone());
+                p
+            }
+            Error::IdempotencyMismatch => Problem::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "Idempotency-Key",
+                "was used before with a different request; use a new key".into(),
+            ),
+            Error::IdempotencyInFlight => Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-flight",
+                "Request in progress",
+                "a request with this Idempotency-Key is still being processed; retry later",
+            ),
+            Error::Replay { status, .. } => Problem::new(
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
+                "replay",
+                "Replayed",
+                "replayed response",
+            ),
             Error::Db(_) | Error::Internal(_) => {
                 tracing::error!(error = %e, "internal error");
                 Problem::new(
@@ -161,6 +211,13 @@ impl ResponseError for Error {
         Problem::from(self).status_code()
     }
     fn error_response(&self) -> HttpResponse {
+        if let Error::Replay { status, body } = self {
+            // The first response to this Idempotency-Key, as it was.
+            return HttpResponse::build(StatusCode::from_u16(*status).unwrap_or(StatusCode::OK))
+                .content_type("application/json")
+                .insert_header(("idempotent-replayed", "true"))
+                .body(body.clone());
+        }
         Problem::from(self).response()
     }
 }

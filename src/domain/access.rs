@@ -60,6 +60,17 @@ pub enum Action {
     ManageParties,
     ManageUsers,
     ReadAudit,
+    /// Stock, movements, documents, lots (clerks: only at their warehouses).
+    ReadLedger,
+    /// Pledges: create and cancel.
+    ManagePledges,
+    /// Receipts, shipments, transfers, adjustments, stock counts and reversals
+    /// (clerks: only at their warehouses).
+    PostStock,
+    /// Put lots on hold and release them (a recall).
+    HoldLots,
+    /// The ledger's integrity check.
+    CheckLedger,
 }
 
 /// The permission matrix. Object-level scope (a clerk's warehouses) is `Principal::may_see_warehouse`.
@@ -69,7 +80,10 @@ pub fn permits(role: Role, action: Action) -> bool {
         ReadMasterData => true,
         ManageCatalog | ManageWarehouses | ManageUsers => role == Role::Admin,
         ManageParties => matches!(role, Role::Admin | Role::Staff),
-        ReadAudit => matches!(role, Role::Admin | Role::Auditor),
+        ReadAudit | CheckLedger => matches!(role, Role::Admin | Role::Auditor),
+        ReadLedger => true,
+        ManagePledges | HoldLots => matches!(role, Role::Admin | Role::Staff),
+        PostStock => matches!(role, Role::Admin | Role::Clerk),
     }
 }
 
@@ -173,6 +187,10 @@ mod tests {
         assert!(!permits(Role::Auditor, Action::ManageParties));
         assert!(permits(Role::Auditor, Action::ReadAudit));
         assert!(!permits(Role::Staff, Action::ReadAudit));
+        assert!(permits(Role::Clerk, Action::PostStock));
+        assert!(!permits(Role::Staff, Action::PostStock));
+        assert!(!permits(Role::Auditor, Action::PostStock));
+        assert!(!permits(Role::Clerk, Action::ManagePledges));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod catalog;
 pub mod codes;
 pub mod decimal;
+pub mod ledger;
 pub mod parties;
 pub mod record;
 pub mod validation;

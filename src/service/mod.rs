@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod ledger;
 pub mod master;
 pub mod users;
 
@@ -23,7 +24,21 @@ pub struct Ctx {
     pub actor: Principal,
     pub request_id: Option<String>,
     pub now: DateTime<Utc>,
+    /// Set when the client sent an Idempotency-Key.
+    pub idempotency: Option<Idempotency>,
 }
+
+/// An Idempotency-Key, the hash of the request it came with, and the status a fresh
+/// success answers with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+    pub success_status: u16,
+}
+
+/// How long a key is remembered.
+pub const IDEMPOTENCY_HOURS: i64 = 24;
 
 impl Ctx {
     pub fn new(actor: Principal, request_id: Option<String>) -> Self {
@@ -32,7 +47,51 @@ impl Ctx {
             request_id,
             // The store keeps microseconds; so does every value handed back to a client.
             now: Utc::now().trunc_subsecs(6),
+            idempotency: None,
         }
+    }
+
+    /// `Db::write` with Idempotency-Key handling in the same transaction: a key seen with
+    /// the same request replays the stored response (`Error::Replay`, which writes nothing);
+    /// with another request it is refused; a fresh success stores its response with the
+    /// change, so a retry after a crash finds either both or neither.
+    pub fn write<T: Serialize>(
+        &self,
+        db: &crate::store::Db,
+        f: impl FnOnce(&mut DbConn) -> Result<T>,
+    ) -> Result<T> {
+        use crate::store::ledger::{find_idempotent, save_idempotent, StoredResponse};
+        let Some(idem) = &self.idempotency else {
+            return db.write(f);
+        };
+        let user = self.actor.user_id;
+        db.write(|conn| {
+            if let Some(prev) = find_idempotent(conn, user, &idem.key)? {
+                let live = self.now - prev.created_at < chrono::Duration::hours(IDEMPOTENCY_HOURS);
+                if live && prev.request_hash == idem.request_hash {
+                    return Err(Error::Replay {
+                        status: prev.status,
+                        body: prev.body,
+                    });
+                }
+                if live {
+                    return Err(Error::IdempotencyMismatch);
+                }
+            }
+            let out = f(conn)?;
+            save_idempotent(
+                conn,
+                user,
+                &idem.key,
+                &StoredResponse {
+                    request_hash: idem.request_hash.clone(),
+                    status: idem.success_status,
+                    body: serde_json::to_string(&out).expect("responses serialize"),
+                    created_at: self.now,
+                },
+            )?;
+            Ok(out)
+        })
     }
 
     /// Appends the audit event of a change; call inside the change's `Db::write`.

@@ -3,6 +3,7 @@
 //! `MultiConnection`, and only connection setup and transaction start differ per backend.
 
 pub mod audit;
+pub mod ledger;
 pub mod master;
 pub mod schema;
 pub mod users;
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -160,15 +161,48 @@ impl Db {
             Backend::Postgres => None,
         };
         let mut conn = self.conn()?;
-        let begin = match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE".to_string(),
-            Backend::Postgres => format!("BEGIN; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"),
-        };
-        conn.batch_execute(&begin)?;
+        begin(&mut conn)?;
         let mut tx = OpenTx(Some(&mut conn));
         let value = f(tx.conn())?;
         tx.commit()?;
         Ok(value)
+    }
+}
+
+// Transactions go through diesel's transaction manager (not raw BEGIN/COMMIT), so that
+// diesel knows one is open: anything inside that wants a transaction of its own (SQLite
+// batch inserts do) gets a savepoint instead of a failed BEGIN.
+fn begin(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        DbConn::Postgres(c) => {
+            <AnsiTransactionManager as TransactionManager<PgConnection>>::begin_transaction(c)?;
+            c.batch_execute(&format!("SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"))
+        }
+    }
+}
+
+fn commit(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    match conn {
+        DbConn::Sqlite(c) => {
+            <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(c)
+        }
+        DbConn::Postgres(c) => {
+            <AnsiTransactionManager as TransactionManager<PgConnection>>::commit_transaction(c)
+        }
+    }
+}
+
+fn rollback(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    match conn {
+        DbConn::Sqlite(c) => {
+            <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(
+                c,
+            )
+        }
+        DbConn::Postgres(c) => {
+            <AnsiTransactionManager as TransactionManager<PgConnection>>::rollback_transaction(c)
+        }
     }
 }
 
@@ -183,8 +217,8 @@ impl OpenTx<'_> {
 
     fn commit(mut self) -> Result<()> {
         let conn = self.0.take().expect("transaction is open");
-        if let Err(e) = conn.batch_execute("COMMIT") {
-            let _ = conn.batch_execute("ROLLBACK");
+        if let Err(e) = commit(conn) {
+            let _ = rollback(conn);
             return Err(e.into());
         }
         Ok(())
@@ -194,7 +228,7 @@ impl OpenTx<'_> {
 impl Drop for OpenTx<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.0.take() {
-            if let Err(e) = conn.batch_execute("ROLLBACK") {
+            if let Err(e) = rollback(conn) {
                 tracing::error!(error = %e, "rollback failed");
             }
         }

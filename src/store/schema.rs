@@ -124,6 +124,109 @@ diesel::table! {
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(item_values -> items (item_id));
 
+diesel::table! {
+    documents (id) {
+        id -> Text,
+        doc_type -> Text,
+        status -> Text,
+        warehouse_id -> Nullable<Text>,
+        to_warehouse_id -> Nullable<Text>,
+        donor_id -> Nullable<Text>,
+        recipient_id -> Nullable<Text>,
+        pledge_id -> Nullable<Text>,
+        occurred_at -> Text,
+        details -> Text,
+        reverses_id -> Nullable<Text>,
+        reversed_by_id -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Text,
+        updated_at -> Text,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    lots (id) {
+        id -> Text,
+        item_id -> Text,
+        lot_number -> Nullable<Text>,
+        expiry_date -> Nullable<Text>,
+        manufactured_on -> Nullable<Text>,
+        donor_id -> Text,
+        pledge_id -> Nullable<Text>,
+        pledge_line_no -> Nullable<Integer>,
+        receipt_id -> Text,
+        earmark -> Nullable<Text>,
+        on_hold -> Bool,
+        hold_reason -> Nullable<Text>,
+        created_at -> Text,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    document_lines (document_id, line_no) {
+        document_id -> Text,
+        line_no -> Integer,
+        item_id -> Text,
+        lot_id -> Nullable<Text>,
+        quantity_milli -> BigInt,
+        unit -> Text,
+        unit_quantity -> Text,
+        pledge_line_no -> Nullable<Integer>,
+        declared_value_cents -> Nullable<BigInt>,
+        details -> Text,
+    }
+}
+
+diesel::table! {
+    movements (seq) {
+        seq -> BigInt,
+        document_id -> Text,
+        document_type -> Text,
+        line_no -> Integer,
+        item_id -> Text,
+        lot_id -> Text,
+        quantity_milli -> BigInt,
+        from_kind -> Text,
+        from_id -> Text,
+        to_kind -> Text,
+        to_id -> Text,
+        unit_value_e4 -> BigInt,
+        value_cents -> BigInt,
+        value_id -> Nullable<Text>,
+        occurred_at -> Text,
+        recorded_at -> Text,
+        recorded_by -> Text,
+        reverses_seq -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    balances (lot_id, location_kind, location_id) {
+        lot_id -> Text,
+        location_kind -> Text,
+        location_id -> Text,
+        item_id -> Text,
+        quantity_milli -> BigInt,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (user_id, idem_key) {
+        user_id -> Text,
+        idem_key -> Text,
+        request_hash -> Text,
+        response_status -> Integer,
+        response_body -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::joinable!(document_lines -> documents (document_id));
+diesel::joinable!(balances -> lots (lot_id));
+diesel::joinable!(movements -> lots (lot_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     warehouses,
     users,
@@ -133,4 +236,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     donors,
     recipients,
     audit_events,
+    documents,
+    lots,
+    document_lines,
+    movements,
+    balances,
+    idempotency_keys,
 );

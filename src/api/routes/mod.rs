@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod health;
+pub mod ledger;
 pub mod master;
 pub mod users;
 

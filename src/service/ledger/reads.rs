@@ -1,0 +1,420 @@
+//! Reading the ledger: documents, stock (now or as of a date), the journal, lot traces,
+//! and the integrity check that recomputes everything from the movements.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{view, DocumentView};
+use crate::domain::access::{Action, Principal, Role};
+use crate::domain::decimal::{Money, Quantity, UnitValue};
+use crate::domain::ledger::document::{DocType, Document};
+use crate::domain::ledger::location::{Location, LocationKind};
+use crate::domain::ledger::lot::Lot;
+use crate::domain::ledger::movement::Movement;
+use crate::error::{Error, Result};
+use crate::service::Listing;
+use crate::store::ledger::{self as db, DocFilter, MoveFilter, StockFilter};
+use crate::store::{master, Db, DbConn};
+
+/// The warehouses a reader is limited to: a clerk's, or none (everything).
+fn scope(actor: &Principal) -> Option<Vec<Uuid>> {
+    (actor.role == Role::Clerk).then(|| actor.warehouses.clone())
+}
+
+fn visible(actor: &Principal, doc: &Document) -> Result<()> {
+    if doc.doc_type == DocType::Pledge {
+        return Ok(());
+    }
+    let mine = [doc.warehouse_id, doc.to_warehouse_id]
+        .into_iter()
+        .flatten()
+        .any(|w| actor.may_see_warehouse(w));
+    if mine {
+        Ok(())
+    } else {
+        actor
+            .require_warehouse(doc.warehouse_id.unwrap_or_default())
+            .map_err(Error::from)
+    }
+}
+
+pub fn get_document(
+    dbh: &Db,
+    actor: &Principal,
+    doc_type: DocType,
+    id: Uuid,
+) -> Result<DocumentView> {
+    actor.require(Action::ReadLedger)?;
+    dbh.read(|conn| {
+        let doc = db::get_document(conn, id)?
+            .filter(|d| d.doc_type == doc_type)
+            .ok_or_else(|| Error::not_found(doc_type.as_str(), id))?;
+        visible(actor, &doc)?;
+        view(conn, doc, Utc::now().date_naive())
+    })
+}
+
+pub fn list_documents(dbh: &Db, actor: &Principal, mut f: DocFilter) -> Result<Listing<Document>> {
+    actor.require(Action::ReadLedger)?;
+    if f.doc_type != Some(DocType::Pledge) {
+        f.warehouses = scope(actor);
+    }
+    let limit = f.limit;
+    f.limit += 1;
+    let today = Utc::now().date_naive();
+    let mut rows = dbh.read(|c| db::list_documents(c, &f))?;
+    for d in &mut rows {
+        d.status = crate::domain::ledger::plan::shown_status(d, today);
+    }
+    Ok(Listing::from_rows(rows, limit, |d| d.id.to_string()))
+}
+
+pub fn movements(dbh: &Db, actor: &Principal, mut f: MoveFilter) -> Result<Listing<Movement>> {
+    actor.require(Action::ReadLedger)?;
+    f.warehouses = scope(actor);
+    let limit = f.limit;
+    f.limit += 1;
+    let rows = dbh.read(|c| db::list_movements(c, &f))?;
+    Ok(Listing::from_rows(rows, limit, |m| m.seq.to_string()))
+}
+
+// ---------------------------------------------------------------- stock
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StockRow {
+    pub location: Location,
+    pub item_id: Uuid,
+    pub item_code: String,
+    pub lot_id: Uuid,
+    pub lot_number: Option<String>,
+    pub expiry_date: Option<NaiveDate>,
+    pub on_hold: bool,
+    pub donor_id: Uuid,
+    #[schema(value_type = String)]
+    pub quantity: Quantity,
+    pub unit: String,
+    /// Estimated value of one base unit on the report date.
+    #[schema(value_type = String)]
+    pub unit_value: UnitValue,
+    #[schema(value_type = String)]
+    pub value: Money,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StockTotal {
+    pub item_id: Uuid,
+    pub item_code: String,
+    #[schema(value_type = String)]
+    pub quantity: Quantity,
+    pub unit: String,
+    #[schema(value_type = String)]
+    pub value: Money,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StockReport {
+    /// Stock at the end of this instant (now, if not asked for a date).
+    pub as_of: DateTime<Utc>,
+    pub rows: Vec<StockRow>,
+    pub totals: Vec<StockTotal>,
+    #[schema(value_type = String)]
+    pub total_value: Money,
+}
+
+/// Stock on hand by location, item and lot, valued at the estimated value in effect on the
+/// report date. Now: from the balances; `as_of`: summed from the movements up to then.
+pub fn stock(
+    dbh: &Db,
+    actor: &Principal,
+    mut f: StockFilter,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<StockReport> {
+    actor.require(Action::ReadLedger)?;
+    if let Some(mine) = scope(actor) {
+        f.warehouses = Some(match f.warehouses {
+            Some(asked) => {
+                for w in &asked {
+                    actor.require_warehouse(*w)?;
+                }
+                asked
+            }
+            None => mine,
+        });
+    }
+    let at = as_of.unwrap_or_else(Utc::now);
+    dbh.read(|conn| {
+        let balances: Vec<(Lot, Location, Quantity)> = match as_of {
+            None => db::stock(conn, &f)?
+                .into_iter()
+                .map(|b| (b.lot, b.location, b.quantity))
+                .collect(),
+            Some(t) => stock_as_of(conn, &f, t)?,
+        };
+        let items: Vec<Uuid> = balances.iter().map(|(l, ..)| l.item_id).collect();
+        let values = db::values_on(conn, &items, at.date_naive())?;
+        let mut item_info: HashMap<Uuid, (String, String)> = HashMap::new();
+        let mut rows = vec![];
+        let mut totals: BTreeMap<Uuid, (Quantity, Money)> = BTreeMap::new();
+        let mut total_value = Money::ZERO;
+        for (lot, location, quantity) in balances {
+            if !item_info.contains_key(&lot.item_id) {
+                let it = master::get_item(conn, lot.item_id)?
+                    .ok_or_else(|| Error::not_found("item", lot.item_id))?;
+                item_info.insert(lot.item_id, (it.code, it.base_unit));
+            }
+            let (code, unit) = item_info[&lot.item_id].clone();
+            let (unit_value, value, _) = values.price(lot.item_id, quantity);
+            let t = totals
+                .entry(lot.item_id)
+                .or_insert((Quantity::ZERO, Money::ZERO));
+            t.0 = t.0.checked_add(quantity).expect("bounded");
+            t.1 =
+                t.1.checked_add(value)
+                    .ok_or_else(|| Error::Internal("value overflow".into()))?;
+            total_value = total_value
+                .checked_add(value)
+                .ok_or_else(|| Error::Internal("value overflow".into()))?;
+            rows.push(StockRow {
+                location,
+                item_id: lot.item_id,
+                item_code: code,
+                lot_id: lot.id,
+                lot_number: lot.lot_number,
+                expiry_date: lot.expiry_date,
+                on_hold: lot.on_hold,
+                donor_id: lot.donor_id,
+                quantity,
+                unit,
+                unit_value,
+                value,
+            });
+        }
+        let totals = totals
+            .into_iter()
+            .map(|(item_id, (quantity, value))| {
+                let (item_code, unit) = item_info[&item_id].clone();
+                StockTotal {
+                    item_id,
+                    item_code,
+                    quantity,
+                    unit,
+                    value,
+                }
+            })
+            .collect();
+        Ok(StockReport {
+            as_of: at,
+            rows,
+            totals,
+            total_value,
+        })
+    })
+}
+
+fn stock_as_of(
+    conn: &mut DbConn,
+    f: &StockFilter,
+    t: DateTime<Utc>,
+) -> Result<Vec<(Lot, Location, Quantity)>> {
+    let mut sums: BTreeMap<(Location, Uuid), Quantity> = BTreeMap::new();
+    let keep = |loc: &Location| {
+        loc.holds_stock()
+            && f.warehouses
+                .as_ref()
+                .is_none_or(|ws| loc.kind == LocationKind::Warehouse && ws.contains(&loc.id))
+    };
+    db::each_movement(conn, |m| {
+        if m.occurred_at > t
+            || f.item_id.is_some_and(|i| i != m.item_id)
+            || f.lot_id.is_some_and(|l| l != m.lot_id)
+        {
+            return Ok(());
+        }
+        if keep(&m.from) {
+            let e = sums.entry((m.from, m.lot_id)).or_insert(Quantity::ZERO);
+            *e = e.checked_sub(m.quantity).expect("bounded");
+        }
+        if keep(&m.to) {
+            let e = sums.entry((m.to, m.lot_id)).or_insert(Quantity::ZERO);
+            *e = e.checked_add(m.quantity).expect("bounded");
+        }
+        Ok(())
+    })?;
+    let lot_ids: Vec<Uuid> = sums.keys().map(|(_, l)| *l).collect();
+    let lots = db::get_lots(conn, &lot_ids)?;
+    Ok(sums
+        .into_iter()
+        .filter(|(_, q)| *q > Quantity::ZERO)
+        .map(|((loc, lot), q)| (lots[&lot].clone(), loc, q))
+        .collect())
+}
+
+// ---------------------------------------------------------------- lot trace
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Whereabouts {
+    pub location: Location,
+    /// The warehouse's, recipient's or donor's name, where there is one.
+    pub name: Option<String>,
+    #[schema(value_type = String)]
+    pub quantity: Quantity,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LotTrace {
+    pub lot: Lot,
+    pub donor_name: String,
+    pub item_code: String,
+    /// Every movement of the lot, in order.
+    pub movements: Vec<Movement>,
+    /// Where the lot's units are now: warehouses and transit (on hand), recipients
+    /// (delivered) and loss (written off).
+    pub whereabouts: Vec<Whereabouts>,
+}
+
+pub fn lot_trace(dbh: &Db, actor: &Principal, id: Uuid) -> Result<LotTrace> {
+    actor.require(Action::ReadLedger)?;
+    dbh.read(|conn| {
+        let lot = db::get_lot(conn, id)?.ok_or_else(|| Error::not_found("lot", id))?;
+        let movements = db::list_movements(
+            conn,
+            &MoveFilter {
+                lot_id: Some(id),
+                limit: i64::MAX,
+                ..Default::default()
+            },
+        )?;
+        let mut at: BTreeMap<Location, Quantity> = BTreeMap::new();
+        for m in &movements {
+            let f = at.entry(m.from).or_insert(Quantity::ZERO);
+            *f = f.checked_sub(m.quantity).expect("bounded");
+            let t = at.entry(m.to).or_insert(Quantity::ZERO);
+            *t = t.checked_add(m.quantity).expect("bounded");
+        }
+        let mut whereabouts = vec![];
+        for (location, quantity) in at {
+            if location.kind == LocationKind::Donor || quantity.is_zero() {
+                continue;
+            }
+            let name = match location.kind {
+                LocationKind::Warehouse | LocationKind::Loss => {
+                    master::get_warehouse(conn, location.id)?.map(|w| w.name)
+                }
+                LocationKind::Recipient => {
+                    master::get_recipient(conn, location.id)?.map(|r| r.name)
+                }
+                _ => None,
+            };
+            whereabouts.push(Whereabouts {
+                location,
+                name,
+                quantity,
+            });
+        }
+        let donor_name = master::get_donor(conn, lot.donor_id)?
+            .map(|d| d.name)
+            .unwrap_or_default();
+        let item_code = master::get_item(conn, lot.item_id)?
+            .map(|i| i.code)
+            .unwrap_or_default();
+        Ok(LotTrace {
+            lot,
+            donor_name,
+            item_code,
+            movements,
+            whereabouts,
+        })
+    })
+}
+
+// ---------------------------------------------------------------- integrity
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IntegrityReport {
+    /// True when every check passed.
+    pub ok: bool,
+    pub movements: i64,
+    pub balances: i64,
+    /// Balances that differ from the sum of their movements.
+    pub mismatched_balances: Vec<String>,
+    /// Items whose locations do not sum to zero.
+    pub unbalanced_items: Vec<String>,
+    /// Warehouse or transit balances below zero.
+    pub negative_stock: Vec<String>,
+}
+
+/// Recomputes every balance from the movements and checks the ledger's invariants:
+/// balances equal movements, each item sums to zero over all locations, and no
+/// warehouse or transit location holds less than nothing.
+pub fn integrity(dbh: &Db, actor: &Principal) -> Result<IntegrityReport> {
+    actor.require(Action::CheckLedger)?;
+    integrity_of(dbh)
+}
+
+pub fn integrity_of(dbh: &Db) -> Result<IntegrityReport> {
+    dbh.read(|conn| {
+        let mut computed: HashMap<(Uuid, Location), (Uuid, i64)> = HashMap::new();
+        let mut count = 0i64;
+        db::each_movement(conn, |m| {
+            count += 1;
+            let q = m.quantity.to_scaled();
+            computed
+                .entry((m.lot_id, m.from))
+                .or_insert((m.item_id, 0))
+                .1 -= q;
+            computed.entry((m.lot_id, m.to)).or_insert((m.item_id, 0)).1 += q;
+            Ok(())
+        })?;
+        let stored = db::all_balances(conn)?;
+        let mut report = IntegrityReport {
+            ok: true,
+            movements: count,
+            balances: stored.len() as i64,
+            mismatched_balances: vec![],
+            unbalanced_items: vec![],
+            negative_stock: vec![],
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut per_item: BTreeMap<Uuid, i64> = BTreeMap::new();
+        for (lot, item, loc, q) in &stored {
+            seen.insert((*lot, *loc));
+            let want = computed.get(&(*lot, *loc)).map(|c| c.1).unwrap_or(0);
+            if want != q.to_scaled() {
+                report.mismatched_balances.push(format!(
+                    "lot {lot} at {loc}: stored {q}, movements say {}",
+                    Quantity::from_scaled(want)
+                ));
+            }
+            if loc.holds_stock() && q.to_scaled() < 0 {
+                report
+                    .negative_stock
+                    .push(format!("lot {lot} at {loc}: {q}"));
+            }
+            *per_item.entry(*item).or_default() += q.to_scaled();
+        }
+        for ((lot, loc), (_, q)) in &computed {
+            if *q != 0 && !seen.contains(&(*lot, *loc)) {
+                report.mismatched_balances.push(format!(
+                    "lot {lot} at {loc}: no balance row, movements say {}",
+                    Quantity::from_scaled(*q)
+                ));
+            }
+        }
+        for (item, sum) in per_item {
+            if sum != 0 {
+                report.unbalanced_items.push(format!(
+                    "item {item}: locations sum to {}",
+                    Quantity::from_scaled(sum)
+                ));
+            }
+        }
+        report.ok = report.mismatched_balances.is_empty()
+            && report.unbalanced_items.is_empty()
+            && report.negative_stock.is_empty();
+        Ok(report)
+    })
+}

@@ -1,0 +1,854 @@
+//! Ledger tables: documents and lines, lots, movements, balances, idempotency keys.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::schema::{
+    balances, document_lines, documents, idempotency_keys, item_values, lots, movements,
+};
+use super::{enum_str, parse_enum, parse_json, parse_ts, parse_uuid, to_json, ts, DbConn};
+use crate::domain::catalog::ItemValue;
+use crate::domain::decimal::{Money, Quantity, UnitValue};
+use crate::domain::ledger::document::{DocType, Document, Line};
+use crate::domain::ledger::location::{Location, LocationKind};
+use crate::domain::ledger::lot::Lot;
+use crate::domain::ledger::movement::Movement;
+use crate::domain::ledger::plan::{Available, ValueBook};
+use crate::error::{Error, Result};
+
+/// Multi-row INSERT. diesel's backend-neutral connection has no batch insert, so this
+/// dispatches to the concrete connection.
+macro_rules! batch_insert {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            DbConn::Sqlite(c) => diesel::insert_into($table).values($rows).execute(c),
+            DbConn::Postgres(c) => diesel::insert_into($table).values($rows).execute(c),
+        }
+    };
+}
+
+fn opt_uuid(s: Option<&str>) -> Result<Option<Uuid>> {
+    s.map(parse_uuid).transpose()
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate> {
+    s.parse()
+        .map_err(|e| Error::Internal(format!("bad date '{s}' in database: {e}")))
+}
+
+fn opt_date(s: Option<&str>) -> Result<Option<NaiveDate>> {
+    s.map(parse_date).transpose()
+}
+
+// ---------------------------------------------------------------- documents
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = documents, treat_none_as_null = true)]
+struct DocRow {
+    id: String,
+    doc_type: String,
+    status: String,
+    warehouse_id: Option<String>,
+    to_warehouse_id: Option<String>,
+    donor_id: Option<String>,
+    recipient_id: Option<String>,
+    pledge_id: Option<String>,
+    occurred_at: String,
+    details: String,
+    reverses_id: Option<String>,
+    reversed_by_id: Option<String>,
+    created_by: String,
+    created_at: String,
+    updated_at: String,
+    version: i64,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = document_lines)]
+struct LineRow {
+    document_id: String,
+    line_no: i32,
+    item_id: String,
+    lot_id: Option<String>,
+    quantity_milli: i64,
+    unit: String,
+    unit_quantity: String,
+    pledge_line_no: Option<i32>,
+    declared_value_cents: Option<i64>,
+    details: String,
+}
+
+impl From<&Document> for DocRow {
+    fn from(d: &Document) -> Self {
+        let s = |u: Option<Uuid>| u.map(|u| u.to_string());
+        DocRow {
+            id: d.id.to_string(),
+            doc_type: d.doc_type.as_str().to_string(),
+            status: enum_str(&d.status),
+            warehouse_id: s(d.warehouse_id),
+            to_warehouse_id: s(d.to_warehouse_id),
+            donor_id: s(d.donor_id),
+            recipient_id: s(d.recipient_id),
+            pledge_id: s(d.pledge_id),
+            occurred_at: ts(d.occurred_at),
+            details: to_json(&d.details),
+            reverses_id: s(d.reverses_id),
+            reversed_by_id: s(d.reversed_by_id),
+            created_by: d.created_by.to_string(),
+            created_at: ts(d.created_at),
+            updated_at: ts(d.updated_at),
+            version: d.version,
+        }
+    }
+}
+
+fn line_row(doc: Uuid, l: &Line) -> LineRow {
+    LineRow {
+        document_id: doc.to_string(),
+        line_no: l.line_no,
+        item_id: l.item_id.to_string(),
+        lot_id: l.lot_id.map(|u| u.to_string()),
+        quantity_milli: l.quantity.to_scaled(),
+        unit: l.unit.clone(),
+        unit_quantity: l.unit_quantity.clone(),
+        pledge_line_no: l.pledge_line_no,
+        declared_value_cents: l.declared_value.map(Money::to_scaled),
+        details: to_json(&l.details),
+    }
+}
+
+fn document(r: DocRow, lines: Vec<LineRow>) -> Result<Document> {
+    Ok(Document {
+        id: parse_uuid(&r.id)?,
+        doc_type: parse_enum(&r.doc_type)?,
+        status: parse_enum(&r.status)?,
+        warehouse_id: opt_uuid(r.warehouse_id.as_deref())?,
+        to_warehouse_id: opt_uuid(r.to_warehouse_id.as_deref())?,
+        donor_id: opt_uuid(r.donor_id.as_deref())?,
+        recipient_id: opt_uuid(r.recipient_id.as_deref())?,
+        pledge_id: opt_uuid(r.pledge_id.as_deref())?,
+        occurred_at: parse_ts(&r.occurred_at)?,
+        details: parse_json(&r.details)?,
+        reverses_id: opt_uuid(r.reverses_id.as_deref())?,
+        reversed_by_id: opt_uuid(r.reversed_by_id.as_deref())?,
+        created_by: parse_uuid(&r.created_by)?,
+        created_at: parse_ts(&r.created_at)?,
+        updated_at: parse_ts(&r.updated_at)?,
+        version: r.version,
+        lines: lines
+            .into_iter()
+            .map(|l| {
+                Ok(Line {
+                    line_no: l.line_no,
+                    item_id: parse_uuid(&l.item_id)?,
+                    lot_id: opt_uuid(l.lot_id.as_deref())?,
+                    quantity: Quantity::from_scaled(l.quantity_milli),
+                    unit: l.unit,
+                    unit_quantity: l.unit_quantity,
+                    pledge_line_no: l.pledge_line_no,
+                    declared_value: l.declared_value_cents.map(Money::from_scaled),
+                    details: parse_json(&l.details)?,
+                })
+            })
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// Inserts a document's header; its lines go in with `insert_lines`, after any lots they name.
+pub fn insert_document(conn: &mut DbConn, d: &Document) -> Result<()> {
+    diesel::insert_into(documents::table)
+        .values(DocRow::from(d))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn insert_lines(conn: &mut DbConn, d: &Document) -> Result<()> {
+    let lines: Vec<LineRow> = d.lines.iter().map(|l| line_row(d.id, l)).collect();
+    if !lines.is_empty() {
+        batch_insert!(conn, document_lines::table, &lines)?;
+    }
+    Ok(())
+}
+
+/// Writes a document's new state (status, details, links). Lines never change.
+pub fn update_document(conn: &mut DbConn, d: &Document) -> Result<()> {
+    diesel::update(documents::table.find(d.id.to_string()))
+        .set(DocRow::from(d))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn get_document(conn: &mut DbConn, id: Uuid) -> Result<Option<Document>> {
+    let Some(row) = documents::table
+        .find(id.to_string())
+        .select(DocRow::as_select())
+        .first::<DocRow>(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let lines: Vec<LineRow> = document_lines::table
+        .filter(document_lines::document_id.eq(id.to_string()))
+        .select(LineRow::as_select())
+        .order(document_lines::line_no.asc())
+        .load(conn)?;
+    document(row, lines).map(Some)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DocFilter {
+    pub doc_type: Option<DocType>,
+    pub status: Option<String>,
+    pub donor_id: Option<Uuid>,
+    pub recipient_id: Option<Uuid>,
+    pub pledge_id: Option<Uuid>,
+    /// Documents at any of these warehouses (source or destination); `None` means all.
+    pub warehouses: Option<Vec<Uuid>>,
+    pub after: Option<Uuid>,
+    pub limit: i64,
+}
+
+pub fn list_documents(conn: &mut DbConn, f: &DocFilter) -> Result<Vec<Document>> {
+    let mut q = documents::table.select(DocRow::as_select()).into_boxed();
+    if let Some(t) = f.doc_type {
+        q = q.filter(documents::doc_type.eq(t.as_str()));
+    }
+    if let Some(s) = &f.status {
+        q = q.filter(documents::status.eq(s.clone()));
+    }
+    if let Some(d) = f.donor_id {
+        q = q.filter(documents::donor_id.eq(d.to_string()));
+    }
+    if let Some(r) = f.recipient_id {
+        q = q.filter(documents::recipient_id.eq(r.to_string()));
+    }
+    if let Some(p) = f.pledge_id {
+        q = q.filter(documents::pledge_id.eq(p.to_string()));
+    }
+    if let Some(ws) = &f.warehouses {
+        let ids: Vec<String> = ws.iter().map(Uuid::to_string).collect();
+        q = q.filter(
+            documents::warehouse_id
+                .eq_any(ids.clone())
+                .or(documents::to_warehouse_id.eq_any(ids)),
+        );
+    }
+    if let Some(a) = f.after {
+        q = q.filter(documents::id.gt(a.to_string()));
+    }
+    let rows: Vec<DocRow> = q.order(documents::id.asc()).limit(f.limit).load(conn)?;
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut lines: HashMap<String, Vec<LineRow>> = HashMap::new();
+    let all: Vec<LineRow> = document_lines::table
+        .filter(document_lines::document_id.eq_any(ids))
+        .select(LineRow::as_select())
+        .order((
+            document_lines::document_id.asc(),
+            document_lines::line_no.asc(),
+        ))
+        .load(conn)?;
+    for l in all {
+        lines.entry(l.document_id.clone()).or_default().push(l);
+    }
+    rows.into_iter()
+        .map(|r| {
+            let ls = lines.remove(&r.id).unwrap_or_default();
+            document(r, ls)
+        })
+        .collect()
+}
+
+/// Base quantities received against each line of a pledge, by receipts that stand
+/// (neither reversed nor reversals).
+pub fn pledge_received(conn: &mut DbConn, pledge: Uuid) -> Result<HashMap<i32, Quantity>> {
+    let rows: Vec<(Option<i32>, i64)> = document_lines::table
+        .inner_join(documents::table)
+        .filter(documents::pledge_id.eq(pledge.to_string()))
+        .filter(documents::doc_type.eq(DocType::Receipt.as_str()))
+        .filter(documents::reversed_by_id.is_null())
+        .filter(documents::reverses_id.is_null())
+        .select((
+            document_lines::pledge_line_no,
+            document_lines::quantity_milli,
+        ))
+        .load(conn)?;
+    let mut out: HashMap<i32, i64> = HashMap::new();
+    for (line, q) in rows {
+        if let Some(l) = line {
+            *out.entry(l).or_default() += q;
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(l, q)| (l, Quantity::from_scaled(q)))
+        .collect())
+}
+
+// ---------------------------------------------------------------- lots
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = lots, treat_none_as_null = true)]
+struct LotRow {
+    id: String,
+    item_id: String,
+    lot_number: Option<String>,
+    expiry_date: Option<String>,
+    manufactured_on: Option<String>,
+    donor_id: String,
+    pledge_id: Option<String>,
+    pledge_line_no: Option<i32>,
+    receipt_id: String,
+    earmark: Option<String>,
+    on_hold: bool,
+    hold_reason: Option<String>,
+    created_at: String,
+    version: i64,
+}
+
+impl From<&Lot> for LotRow {
+    fn from(l: &Lot) -> Self {
+        LotRow {
+            id: l.id.to_string(),
+            item_id: l.item_id.to_string(),
+            lot_number: l.lot_number.clone(),
+            expiry_date: l.expiry_date.map(|d| d.to_string()),
+            manufactured_on: l.manufactured_on.map(|d| d.to_string()),
+            donor_id: l.donor_id.to_string(),
+            pledge_id: l.pledge_id.map(|u| u.to_string()),
+            pledge_line_no: l.pledge_line_no,
+            receipt_id: l.receipt_id.to_string(),
+            earmark: l.earmark.as_ref().map(to_json),
+            on_hold: l.on_hold,
+            hold_reason: l.hold_reason.clone(),
+            created_at: ts(l.created_at),
+            version: l.version,
+        }
+    }
+}
+
+impl TryFrom<LotRow> for Lot {
+    type Error = Error;
+    fn try_from(r: LotRow) -> Result<Self> {
+        Ok(Lot {
+            id: parse_uuid(&r.id)?,
+            item_id: parse_uuid(&r.item_id)?,
+            lot_number: r.lot_number,
+            expiry_date: opt_date(r.expiry_date.as_deref())?,
+            manufactured_on: opt_date(r.manufactured_on.as_deref())?,
+            donor_id: parse_uuid(&r.donor_id)?,
+            pledge_id: opt_uuid(r.pledge_id.as_deref())?,
+            pledge_line_no: r.pledge_line_no,
+            receipt_id: parse_uuid(&r.receipt_id)?,
+            earmark: r.earmark.as_deref().map(parse_json).transpose()?,
+            on_hold: r.on_hold,
+            hold_reason: r.hold_reason,
+            created_at: parse_ts(&r.created_at)?,
+            version: r.version,
+        })
+    }
+}
+
+pub fn insert_lots(conn: &mut DbConn, ls: &[Lot]) -> Result<()> {
+    if !ls.is_empty() {
+        let rows: Vec<LotRow> = ls.iter().map(LotRow::from).collect();
+        batch_insert!(conn, lots::table, &rows)?;
+    }
+    Ok(())
+}
+
+pub fn update_lot(conn: &mut DbConn, l: &Lot) -> Result<()> {
+    diesel::update(lots::table.find(l.id.to_string()))
+        .set(LotRow::from(l))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn get_lot(conn: &mut DbConn, id: Uuid) -> Result<Option<Lot>> {
+    lots::table
+        .find(id.to_string())
+        .select(LotRow::as_select())
+        .first::<LotRow>(conn)
+        .optional()?
+        .map(Lot::try_from)
+        .transpose()
+}
+
+pub fn get_lots(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, Lot>> {
+    let rows: Vec<LotRow> = lots::table
+        .filter(lots::id.eq_any(ids.iter().map(Uuid::to_string).collect::<Vec<_>>()))
+        .select(LotRow::as_select())
+        .load(conn)?;
+    rows.into_iter()
+        .map(|r| Lot::try_from(r).map(|l| (l.id, l)))
+        .collect()
+}
+
+// ---------------------------------------------------------------- balances
+
+/// Lots of these items with stock at a warehouse.
+pub fn available_at(conn: &mut DbConn, warehouse: Uuid, items: &[Uuid]) -> Result<Vec<Available>> {
+    let rows: Vec<(LotRow, i64)> = balances::table
+        .inner_join(lots::table)
+        .filter(balances::location_kind.eq(LocationKind::Warehouse.as_str()))
+        .filter(balances::location_id.eq(warehouse.to_string()))
+        .filter(balances::item_id.eq_any(items.iter().map(Uuid::to_string).collect::<Vec<_>>()))
+        .filter(balances::quantity_milli.gt(0))
+        .select((LotRow::as_select(), balances::quantity_milli))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(l, q)| {
+            Ok(Available {
+                lot: Lot::try_from(l)?,
+                quantity: Quantity::from_scaled(q),
+            })
+        })
+        .collect()
+}
+
+/// The balance of each (lot, location) pair asked for; absent pairs are zero.
+pub fn balances_of(
+    conn: &mut DbConn,
+    keys: &[(Uuid, Location)],
+) -> Result<HashMap<(Uuid, Location), Quantity>> {
+    let lot_ids: Vec<String> = keys.iter().map(|(l, _)| l.to_string()).collect();
+    let rows: Vec<(String, String, String, i64)> = balances::table
+        .filter(balances::lot_id.eq_any(lot_ids))
+        .select((
+            balances::lot_id,
+            balances::location_kind,
+            balances::location_id,
+            balances::quantity_milli,
+        ))
+        .load(conn)?;
+    let mut out = HashMap::new();
+    for (lot, kind, id, q) in rows {
+        let loc = location(&kind, &id)?;
+        let key = (parse_uuid(&lot)?, loc);
+        if keys.contains(&key) {
+            out.insert(key, Quantity::from_scaled(q));
+        }
+    }
+    Ok(out)
+}
+
+fn location(kind: &str, id: &str) -> Result<Location> {
+    Ok(Location {
+        kind: LocationKind::parse(kind)
+            .ok_or_else(|| Error::Internal(format!("bad location kind '{kind}' in database")))?,
+        id: parse_uuid(id)?,
+    })
+}
+
+/// Adds `delta` to a balance. A decrease of a stock-holding location only succeeds if the
+/// stock is there: the guard is in the UPDATE itself, so it holds whatever ran before.
+fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) -> Result<()> {
+    let key = balances::table
+        .filter(balances::lot_id.eq(m.lot_id.to_string()))
+        .filter(balances::location_kind.eq(loc.kind.as_str()))
+        .filter(balances::location_id.eq(loc.id.to_string()));
+    let updated = if delta < 0 && loc.holds_stock() {
+        diesel::update(key.filter(balances::quantity_milli.ge(-delta)))
+            .set(balances::quantity_milli.eq(balances::quantity_milli + delta))
+            .execute(conn)?
+    } else {
+        diesel::update(key)
+            .set(balances::quantity_milli.eq(balances::quantity_milli + delta))
+            .execute(conn)?
+    };
+    if updated == 1 {
+        return Ok(());
+    }
+    if delta < 0 && loc.holds_stock() {
+        return Err(Error::Conflict {
+            field: None,
+            detail: format!(
+                "lot {} has less than {} at {loc}",
+                m.lot_id,
+                Quantity::from_scaled(-delta)
+            ),
+        });
+    }
+    diesel::insert_into(balances::table)
+        .values((
+            balances::lot_id.eq(m.lot_id.to_string()),
+            balances::location_kind.eq(loc.kind.as_str()),
+            balances::location_id.eq(loc.id.to_string()),
+            balances::item_id.eq(m.item_id.to_string()),
+            balances::quantity_milli.eq(delta),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- movements
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = movements)]
+struct MoveRow {
+    seq: i64,
+    document_id: String,
+    document_type: String,
+    line_no: i32,
+    item_id: String,
+    lot_id: String,
+    quantity_milli: i64,
+    from_kind: String,
+    from_id: String,
+    to_kind: String,
+    to_id: String,
+    unit_value_e4: i64,
+    value_cents: i64,
+    value_id: Option<String>,
+    occurred_at: String,
+    recorded_at: String,
+    recorded_by: String,
+    reverses_seq: Option<i64>,
+}
+
+impl TryFrom<MoveRow> for Movement {
+    type Error = Error;
+    fn try_from(r: MoveRow) -> Result<Self> {
+        Ok(Movement {
+            seq: r.seq,
+            document_id: parse_uuid(&r.document_id)?,
+            document_type: parse_enum(&r.document_type)?,
+            line_no: r.line_no,
+            item_id: parse_uuid(&r.item_id)?,
+            lot_id: parse_uuid(&r.lot_id)?,
+            quantity: Quantity::from_scaled(r.quantity_milli),
+            from: location(&r.from_kind, &r.from_id)?,
+            to: location(&r.to_kind, &r.to_id)?,
+            unit_value: UnitValue::from_scaled(r.unit_value_e4),
+            value: Money::from_scaled(r.value_cents),
+            value_id: opt_uuid(r.value_id.as_deref())?,
+            occurred_at: parse_ts(&r.occurred_at)?,
+            recorded_at: parse_ts(&r.recorded_at)?,
+            recorded_by: parse_uuid(&r.recorded_by)?,
+            reverses_seq: r.reverses_seq,
+        })
+    }
+}
+
+/// Appends movements (numbering them) and moves the balances with them. Runs inside
+/// `Db::write`, whose lock makes `max(seq) + 1` safe.
+pub fn append_movements(conn: &mut DbConn, ms: &mut [Movement]) -> Result<()> {
+    let mut seq: i64 = movements::table
+        .select(movements::seq)
+        .order(movements::seq.desc())
+        .first::<i64>(conn)
+        .optional()?
+        .unwrap_or(0);
+    let mut rows = Vec::with_capacity(ms.len());
+    for m in ms.iter_mut() {
+        seq += 1;
+        m.seq = seq;
+        let q = m.quantity.to_scaled();
+        change_balance(conn, m, m.from, -q)?;
+        change_balance(conn, m, m.to, q)?;
+        rows.push(MoveRow {
+            seq,
+            document_id: m.document_id.to_string(),
+            document_type: m.document_type.as_str().to_string(),
+            line_no: m.line_no,
+            item_id: m.item_id.to_string(),
+            lot_id: m.lot_id.to_string(),
+            quantity_milli: q,
+            from_kind: m.from.kind.as_str().to_string(),
+            from_id: m.from.id.to_string(),
+            to_kind: m.to.kind.as_str().to_string(),
+            to_id: m.to.id.to_string(),
+            unit_value_e4: m.unit_value.to_scaled(),
+            value_cents: m.value.to_scaled(),
+            value_id: m.value_id.map(|u| u.to_string()),
+            occurred_at: ts(m.occurred_at),
+            recorded_at: ts(m.recorded_at),
+            recorded_by: m.recorded_by.to_string(),
+            reverses_seq: m.reverses_seq,
+        });
+    }
+    for chunk in rows.chunks(500) {
+        batch_insert!(conn, movements::table, chunk)?;
+    }
+    Ok(())
+}
+
+pub fn document_movements(conn: &mut DbConn, doc: Uuid) -> Result<Vec<Movement>> {
+    let rows: Vec<MoveRow> = movements::table
+        .filter(movements::document_id.eq(doc.to_string()))
+        .select(MoveRow::as_select())
+        .order(movements::seq.asc())
+        .load(conn)?;
+    rows.into_iter().map(Movement::try_from).collect()
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct MoveFilter {
+    pub item_id: Option<Uuid>,
+    pub lot_id: Option<Uuid>,
+    /// Movements into or out of this location id (warehouse, donor, recipient, document).
+    pub location_id: Option<Uuid>,
+    /// Movements touching any of these warehouses; `None` means all.
+    pub warehouses: Option<Vec<Uuid>>,
+    pub document_id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub after_seq: Option<i64>,
+    pub limit: i64,
+}
+
+pub fn list_movements(conn: &mut DbConn, f: &MoveFilter) -> Result<Vec<Movement>> {
+    let mut q = movements::table.select(MoveRow::as_select()).into_boxed();
+    if let Some(v) = f.item_id {
+        q = q.filter(movements::item_id.eq(v.to_string()));
+    }
+    if let Some(v) = f.lot_id {
+        q = q.filter(movements::lot_id.eq(v.to_string()));
+    }
+    if let Some(v) = f.location_id {
+        q = q.filter(
+            movements::from_id
+                .eq(v.to_string())
+                .or(movements::to_id.eq(v.to_string())),
+        );
+    }
+    if let Some(ws) = &f.warehouses {
+        let ids: Vec<String> = ws.iter().map(Uuid::to_string).collect();
+        let wh = LocationKind::Warehouse.as_str();
+        q = q.filter(
+            movements::from_kind
+                .eq(wh)
+                .and(movements::from_id.eq_any(ids.clone()))
+                .or(movements::to_kind.eq(wh).and(movements::to_id.eq_any(ids))),
+        );
+    }
+    if let Some(v) = f.document_id {
+        q = q.filter(movements::document_id.eq(v.to_string()));
+    }
+    if let Some(v) = f.from {
+        q = q.filter(movements::occurred_at.ge(ts(v)));
+    }
+    if let Some(v) = f.to {
+        q = q.filter(movements::occurred_at.lt(ts(v)));
+    }
+    if let Some(v) = f.after_seq {
+        q = q.filter(movements::seq.gt(v));
+    }
+    let rows: Vec<MoveRow> = q.order(movements::seq.asc()).limit(f.limit).load(conn)?;
+    rows.into_iter().map(Movement::try_from).collect()
+}
+
+/// Every movement in journal order, a page at a time, to `visit` (reports, integrity checks).
+pub fn each_movement(
+    conn: &mut DbConn,
+    mut visit: impl FnMut(Movement) -> Result<()>,
+) -> Result<()> {
+    const PAGE: i64 = 5000;
+    let mut after = 0;
+    loop {
+        let rows: Vec<MoveRow> = movements::table
+            .filter(movements::seq.gt(after))
+            .select(MoveRow::as_select())
+            .order(movements::seq.asc())
+            .limit(PAGE)
+            .load(conn)?;
+        let n = rows.len() as i64;
+        for r in rows {
+            after = r.seq;
+            visit(Movement::try_from(r)?)?;
+        }
+        if n < PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// One row of the balances table.
+#[derive(Debug, Clone)]
+pub struct BalanceRow {
+    pub lot: Lot,
+    pub location: Location,
+    pub quantity: Quantity,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct StockFilter {
+    pub warehouses: Option<Vec<Uuid>>,
+    pub item_id: Option<Uuid>,
+    pub lot_id: Option<Uuid>,
+}
+
+/// Current stock on hand (warehouse and transit balances above zero).
+pub fn stock(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
+    let mut q = balances::table
+        .inner_join(lots::table)
+        .filter(balances::location_kind.eq_any([
+            LocationKind::Warehouse.as_str(),
+            LocationKind::Transit.as_str(),
+        ]))
+        .filter(balances::quantity_milli.gt(0))
+        .select((
+            LotRow::as_select(),
+            balances::location_kind,
+            balances::location_id,
+            balances::quantity_milli,
+        ))
+        .into_boxed();
+    if let Some(ws) = &f.warehouses {
+        q = q
+            .filter(balances::location_kind.eq(LocationKind::Warehouse.as_str()))
+            .filter(
+                balances::location_id.eq_any(ws.iter().map(Uuid::to_string).collect::<Vec<_>>()),
+            );
+    }
+    if let Some(i) = f.item_id {
+        q = q.filter(balances::item_id.eq(i.to_string()));
+    }
+    if let Some(l) = f.lot_id {
+        q = q.filter(balances::lot_id.eq(l.to_string()));
+    }
+    let rows: Vec<(LotRow, String, String, i64)> = q
+        .order((
+            balances::location_kind.desc(),
+            balances::location_id.asc(),
+            balances::item_id.asc(),
+            balances::lot_id.asc(),
+        ))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(l, k, id, qm)| {
+            Ok(BalanceRow {
+                lot: Lot::try_from(l)?,
+                location: location(&k, &id)?,
+                quantity: Quantity::from_scaled(qm),
+            })
+        })
+        .collect()
+}
+
+/// Every balance row, for the integrity check.
+pub fn all_balances(conn: &mut DbConn) -> Result<Vec<(Uuid, Uuid, Location, Quantity)>> {
+    let rows: Vec<(String, String, String, String, i64)> = balances::table
+        .select((
+            balances::lot_id,
+            balances::item_id,
+            balances::location_kind,
+            balances::location_id,
+            balances::quantity_milli,
+        ))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(lot, item, k, id, q)| {
+            Ok((
+                parse_uuid(&lot)?,
+                parse_uuid(&item)?,
+                location(&k, &id)?,
+                Quantity::from_scaled(q),
+            ))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- values
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = item_values)]
+struct ValueRow {
+    id: String,
+    item_id: String,
+    effective_from: String,
+    unit_value_e4: i64,
+    currency: String,
+    basis: String,
+    evidence: Option<String>,
+    set_by: String,
+    recorded_at: String,
+}
+
+/// The value in effect on `on` for each item: the latest entry dated on or before it.
+pub fn values_on(conn: &mut DbConn, items: &[Uuid], on: NaiveDate) -> Result<ValueBook> {
+    let rows: Vec<ValueRow> = item_values::table
+        .filter(item_values::item_id.eq_any(items.iter().map(Uuid::to_string).collect::<Vec<_>>()))
+        .filter(item_values::effective_from.le(on.to_string()))
+        .select(ValueRow::as_select())
+        .order((
+            item_values::effective_from.asc(),
+            item_values::recorded_at.asc(),
+        ))
+        .load(conn)?;
+    let mut book = ValueBook::default();
+    for r in rows {
+        let v = ItemValue {
+            id: parse_uuid(&r.id)?,
+            item_id: parse_uuid(&r.item_id)?,
+            effective_from: parse_date(&r.effective_from)?,
+            unit_value: UnitValue::from_scaled(r.unit_value_e4),
+            currency: r.currency,
+            basis: parse_enum(&r.basis)?,
+            evidence: r.evidence,
+            set_by: parse_uuid(&r.set_by)?,
+            recorded_at: parse_ts(&r.recorded_at)?,
+        };
+        book.0.insert(v.item_id, v);
+    }
+    Ok(book)
+}
+
+// ---------------------------------------------------------------- idempotency
+
+/// A stored response to replay.
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    pub request_hash: String,
+    pub status: u16,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub fn find_idempotent(conn: &mut DbConn, user: Uuid, key: &str) -> Result<Option<StoredResponse>> {
+    let row: Option<(String, i32, String, String)> = idempotency_keys::table
+        .find((user.to_string(), key.to_string()))
+        .select((
+            idempotency_keys::request_hash,
+            idempotency_keys::response_status,
+            idempotency_keys::response_body,
+            idempotency_keys::created_at,
+        ))
+        .first(conn)
+        .optional()?;
+    row.map(|(h, s, b, c)| {
+        Ok(StoredResponse {
+            request_hash: h,
+            status: s as u16,
+            body: b,
+            created_at: parse_ts(&c)?,
+        })
+    })
+    .transpose()
+}
+
+pub fn save_idempotent(conn: &mut DbConn, user: Uuid, key: &str, r: &StoredResponse) -> Result<()> {
+    diesel::delete(idempotency_keys::table.find((user.to_string(), key.to_string())))
+        .execute(conn)?;
+    diesel::insert_into(idempotency_keys::table)
+        .values((
+            idempotency_keys::user_id.eq(user.to_string()),
+            idempotency_keys::idem_key.eq(key.to_string()),
+            idempotency_keys::request_hash.eq(r.request_hash.clone()),
+            idempotency_keys::response_status.eq(r.status as i32),
+            idempotency_keys::response_body.eq(r.body.clone()),
+            idempotency_keys::created_at.eq(ts(r.created_at)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Forgets keys older than `before`.
+pub fn purge_idempotent(conn: &mut DbConn, before: DateTime<Utc>) -> Result<usize> {
+    Ok(
+        diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(ts(before))))
+            .execute(conn)?,
+    )
+}
