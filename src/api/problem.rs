@@ -24,12 +24,15 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// Insufficient stock: the item short, what was asked and what there is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub item_id: Option<uuid::Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub requested: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub available: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub shortage: Option<Box<Shortage>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Shortage {
+    pub item_id: uuid::Uuid,
+    pub requested: String,
+    pub available: String,
 }
 
 impl Problem {
@@ -40,9 +43,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: vec![],
-            item_id: None,
-            requested: None,
-            available: None,
+            shortage: None,
         }
     }
 
@@ -169,9 +170,11 @@ impl From<&Error> for Problem {
                     detail.clone(),
                 )
                 .with_errors(errs);
-                p.item_id = Some(*item_id);
-                p.requested = Some(requested.clone());
-                p.available = Some(available.clone());
+                p.shortage = Some(Box::new(Shortage {
+                    item_id: *item_id,
+                    requested: requested.clone(),
+                    available: available.clone(),
+                }));
                 p
             }
             Error::IdempotencyMismatch => Problem::field(

@@ -270,6 +270,15 @@ impl TestApp {
         v
     }
 
+    /// The ledger's invariants: balances equal movements, every item sums to zero over all
+    /// locations, no warehouse or transit location below zero. Checked after every scenario.
+    pub fn assert_ledger_ok(&self) -> Value {
+        let r = self.get("/api/v1/ledger/integrity", &self.auditor).ok(200);
+        assert_eq!(r["ok"], true, "ledger integrity: {r}");
+        self.assert_chain_valid();
+        r
+    }
+
     /// Events for one entity, in order.
     pub fn events_for(&self, entity_id: &str) -> Vec<Value> {
         let r = self.get(

@@ -5,4 +5,5 @@ mod audit;
 mod bad_input;
 mod cli;
 mod helpers;
+mod ledger;
 mod master_data;

@@ -103,7 +103,8 @@ pub fn reversal_of(
     originals: &[Movement],
     document_id: Uuid,
     document_type: DocType,
-    at: DateTime<Utc>,
+    occurred_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
     by: Uuid,
 ) -> Vec<Movement> {
     originals
@@ -122,10 +123,89 @@ pub fn reversal_of(
             unit_value: m.unit_value,
             value: m.value,
             value_id: m.value_id,
-            occurred_at: at,
-            recorded_at: at,
+            occurred_at,
+            recorded_at,
             recorded_by: by,
             reverses_seq: Some(m.seq),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Quantity {
+        Quantity::parse(s).unwrap()
+    }
+
+    fn mv(lot: Uuid, from: Location, to: Location, qty: &str) -> Movement {
+        Movement {
+            seq: 1,
+            document_id: Uuid::nil(),
+            document_type: DocType::Receipt,
+            line_no: 1,
+            item_id: Uuid::nil(),
+            lot_id: lot,
+            quantity: q(qty),
+            from,
+            to,
+            unit_value: UnitValue::parse("2").unwrap(),
+            value: Money::parse("20").unwrap(),
+            value_id: None,
+            occurred_at: Utc::now(),
+            recorded_at: Utc::now(),
+            recorded_by: Uuid::nil(),
+            reverses_seq: None,
+        }
+    }
+
+    #[test]
+    fn stock_never_goes_below_zero_but_virtual_locations_may() {
+        let lot = Uuid::new_v4();
+        let (donor, wh, rcp) = (
+            Location::donor(Uuid::new_v4()),
+            Location::warehouse(Uuid::new_v4()),
+            Location::recipient(Uuid::new_v4()),
+        );
+        let mut b = Balances::new();
+        apply_to(&mut b, &[mv(lot, donor, wh, "10"), mv(lot, wh, rcp, "10")]).unwrap();
+        assert_eq!(b[&(lot, wh)], Quantity::ZERO);
+        assert!(
+            !b.contains_key(&(lot, donor)),
+            "virtual locations are not tracked for the check"
+        );
+        let err = apply_to(&mut b, &[mv(lot, wh, rcp, "0.001")]).unwrap_err();
+        assert_eq!(err.available, Quantity::ZERO);
+        assert_eq!(err.location, wh);
+    }
+
+    #[test]
+    fn a_reversal_mirrors_and_nets_to_zero() {
+        let lot = Uuid::new_v4();
+        let (donor, wh) = (
+            Location::donor(Uuid::new_v4()),
+            Location::warehouse(Uuid::new_v4()),
+        );
+        let mut original = mv(lot, donor, wh, "10");
+        original.seq = 7;
+        let rev = reversal_of(
+            std::slice::from_ref(&original),
+            Uuid::new_v4(),
+            DocType::Receipt,
+            Utc::now(),
+            Utc::now(),
+            Uuid::nil(),
+        );
+        assert_eq!((rev[0].from, rev[0].to), (wh, donor));
+        assert_eq!(
+            (rev[0].quantity, rev[0].value, rev[0].unit_value),
+            (original.quantity, original.value, original.unit_value)
+        );
+        assert_eq!(rev[0].reverses_seq, Some(7));
+        let mut b = Balances::new();
+        apply_to(&mut b, &[original]).unwrap();
+        apply_to(&mut b, &rev).unwrap();
+        assert_eq!(b[&(lot, wh)], Quantity::ZERO);
+    }
 }

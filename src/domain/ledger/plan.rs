@@ -406,7 +406,7 @@ mod tests {
             ..want(1, item, "8")
         };
         assert_eq!(
-            allocate(&[named.clone()], &stock, today(), None).unwrap()[0].lot_id,
+            allocate(std::slice::from_ref(&named), &stock, today(), None).unwrap()[0].lot_id,
             a.id
         );
         let other = Want {
@@ -469,6 +469,45 @@ mod tests {
         got.insert(2, q("50"));
         assert_eq!(pledge_status(&pledged, &got, false), DocStatus::Fulfilled);
         assert_eq!(pledge_status(&pledged, &got, true), DocStatus::Cancelled);
+    }
+
+    #[test]
+    fn a_shortfall_comes_off_the_last_lots_of_its_line() {
+        let lot1 = Uuid::new_v4();
+        let lot2 = Uuid::new_v4();
+        let m = |lot: Uuid, line: i32, qty: &str| Movement {
+            seq: 0,
+            document_id: Uuid::nil(),
+            document_type: DocType::Shipment,
+            line_no: line,
+            item_id: Uuid::nil(),
+            lot_id: lot,
+            quantity: q(qty),
+            from: Location::warehouse(Uuid::nil()),
+            to: Location::transit(Uuid::nil()),
+            unit_value: UnitValue::ZERO,
+            value: Money::ZERO,
+            value_id: None,
+            occurred_at: Utc::now(),
+            recorded_at: Utc::now(),
+            recorded_by: Uuid::nil(),
+            reverses_seq: None,
+        };
+        let transit = [m(lot1, 1, "6"), m(lot2, 1, "4"), m(lot1, 2, "5")];
+        let split = split_delivery(&transit, &HashMap::from([(1, q("5"))])).unwrap();
+        let got: Vec<(String, String)> = split
+            .iter()
+            .map(|(_, d, s)| (d.to_string(), s.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("5".into(), "1".into()),
+                ("0".into(), "4".into()),
+                ("5".into(), "0".into())
+            ]
+        );
+        assert!(split_delivery(&transit, &HashMap::from([(2, q("6"))])).is_err());
     }
 
     #[test]

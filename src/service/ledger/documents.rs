@@ -196,7 +196,7 @@ pub fn create_pledge(dbh: &Db, ctx: &Ctx, input: PledgeInput) -> Result<Document
             ..Default::default()
         };
         doc.lines = lines;
-        apply(conn, ctx, "pledge.create", &doc, true, None, &[], &mut [])?;
+        apply(conn, ctx, "pledge.create", &doc, None, &[], &mut [])?;
         view(conn, doc, today(ctx))
     })
 }
@@ -217,16 +217,7 @@ pub fn cancel_pledge(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<
         next.status = DocStatus::Cancelled;
         next.details.cancelled_at = Some(ctx.now);
         next.details.why = why;
-        apply(
-            conn,
-            ctx,
-            "pledge.cancel",
-            &next,
-            false,
-            Some(&doc),
-            &[],
-            &mut [],
-        )?;
+        apply(conn, ctx, "pledge.cancel", &next, Some(&doc), &[], &mut [])?;
         view(conn, next, today(ctx))
     })
 }
@@ -249,7 +240,6 @@ fn refresh_pledge(conn: &mut DbConn, ctx: &Ctx, pledge_id: Uuid) -> Result<()> {
             ctx,
             "pledge.progress",
             &next,
-            false,
             Some(&pledge),
             &[],
             &mut [],
@@ -370,7 +360,7 @@ pub fn post_receipt(dbh: &Db, ctx: &Ctx, input: ReceiptInput) -> Result<Document
                 pledge_id: l.pledge_line_no.and(input.pledge_id),
                 pledge_line_no: l.pledge_line_no,
                 receipt_id: doc.id,
-                earmark: l.pledge_line_no.and_then(|_| pledge.as_ref()).and_then(|p| p.details.earmark.clone()),
+                earmark: l.pledge_line_no.and(pledge.as_ref()).and_then(|p| p.details.earmark.clone()),
                 on_hold: false,
                 hold_reason: None,
                 created_at: ctx.now,
@@ -406,7 +396,7 @@ pub fn post_receipt(dbh: &Db, ctx: &Ctx, input: ReceiptInput) -> Result<Document
             ));
             lots.push(lot);
         }
-        apply(conn, ctx, "receipt.post", &doc, true, None, &lots, &mut movements)?;
+        apply(conn, ctx, "receipt.post", &doc, None, &lots, &mut movements)?;
         if let Some(p) = input.pledge_id {
             refresh_pledge(conn, ctx, p)?;
         }
@@ -593,7 +583,6 @@ pub fn create_shipment(dbh: &Db, ctx: &Ctx, input: ShipmentInput) -> Result<Docu
             ctx,
             "shipment.create",
             &doc,
-            true,
             None,
             &[],
             &mut movements,
@@ -621,7 +610,6 @@ pub fn dispatch_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Res
             ctx,
             "shipment.dispatch",
             &next,
-            false,
             Some(&doc),
             &[],
             &mut movements,
@@ -690,7 +678,6 @@ pub fn deliver_shipment(
             ctx,
             "shipment.deliver",
             &next,
-            false,
             Some(&doc),
             &[],
             &mut movements,
@@ -727,7 +714,6 @@ pub fn return_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Resul
             ctx,
             "shipment.return",
             &next,
-            false,
             Some(&doc),
             &[],
             &mut movements,
@@ -755,7 +741,6 @@ pub fn cancel_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Resul
             ctx,
             "shipment.cancel",
             &next,
-            false,
             Some(&doc),
             &[],
             &mut [],
@@ -789,7 +774,6 @@ pub fn create_transfer(dbh: &Db, ctx: &Ctx, input: TransferInput) -> Result<Docu
             ctx,
             "transfer.dispatch",
             &doc,
-            true,
             None,
             &[],
             &mut movements,
@@ -822,7 +806,6 @@ pub fn receive_transfer(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Resu
             ctx,
             "transfer.receive",
             &next,
-            false,
             Some(&doc),
             &[],
             &mut movements,
@@ -967,7 +950,6 @@ pub fn post_adjustment(dbh: &Db, ctx: &Ctx, input: AdjustmentInput) -> Result<Do
             ctx,
             "adjustment.post",
             &doc,
-            true,
             None,
             &[],
             &mut movements,
@@ -1046,7 +1028,6 @@ pub fn stock_count(dbh: &Db, ctx: &Ctx, input: StockCountInput) -> Result<Docume
             ctx,
             "stock_count.post",
             &doc,
-            true,
             None,
             &[],
             &mut movements,
@@ -1144,16 +1125,13 @@ pub fn reverse(
             ..Default::default()
         };
         rev.lines = doc.lines.clone();
-        let mut movements = reversal_of(&originals, rev.id, doc_type, at, ctx.actor.user_id);
-        for m in &mut movements {
-            m.recorded_at = ctx.now;
-        }
+        let mut movements =
+            reversal_of(&originals, rev.id, doc_type, at, ctx.now, ctx.actor.user_id);
         apply(
             conn,
             ctx,
             &format!("{}.reverse", doc_type.as_str()),
             &rev,
-            true,
             None,
             &[],
             &mut movements,
@@ -1165,7 +1143,6 @@ pub fn reverse(
             ctx,
             &format!("{}.reversed", doc_type.as_str()),
             &original,
-            false,
             Some(&doc),
             &[],
             &mut [],

@@ -250,20 +250,19 @@ pub(crate) fn alloc_error(e: AllocError, items: &HashMap<Uuid, Item>) -> Error {
     }
 }
 
-/// Writes a plan: the document (new or changed), new lots, movements, and one audit event
+/// Writes a plan: the document (new, or changed from `before`), new lots, movements, and one audit event
 /// whose `after` holds the document and the movements, so the hash chain covers them too.
 pub(crate) fn apply(
     conn: &mut DbConn,
     ctx: &Ctx,
     action: &str,
     doc: &Document,
-    is_new: bool,
     before: Option<&Document>,
     lots: &[crate::domain::ledger::lot::Lot],
     movements: &mut [Movement],
 ) -> Result<()> {
     check_plan(conn, movements)?;
-    if is_new {
+    if before.is_none() {
         store::ledger::insert_document(conn, doc)?;
         store::ledger::insert_lots(conn, lots)?;
         store::ledger::insert_lines(conn, doc)?;

@@ -161,10 +161,10 @@ pub fn stock(
         let mut totals: BTreeMap<Uuid, (Quantity, Money)> = BTreeMap::new();
         let mut total_value = Money::ZERO;
         for (lot, location, quantity) in balances {
-            if !item_info.contains_key(&lot.item_id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = item_info.entry(lot.item_id) {
                 let it = master::get_item(conn, lot.item_id)?
                     .ok_or_else(|| Error::not_found("item", lot.item_id))?;
-                item_info.insert(lot.item_id, (it.code, it.base_unit));
+                slot.insert((it.code, it.base_unit));
             }
             let (code, unit) = item_info[&lot.item_id].clone();
             let (unit_value, value, _) = values.price(lot.item_id, quantity);

@@ -1,0 +1,1018 @@
+//! The supply ledger over HTTP: the seed scenario, stock that never goes negative under
+//! concurrency, idempotency, atomic documents, reversals, and bad input.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{Resp, TestApp};
+
+/// The catalogue, donors and recipients of the seed report.
+struct World {
+    mask: String,
+    alcohol: String,
+    spray: String,
+    donor: String,
+    factory: String,
+    community: String,
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn world(app: &TestApp) -> World {
+    let item = |body: Value, value: &str| {
+        let it = app.post("/api/v1/items", &app.admin, body).ok(201);
+        app.post(
+            &format!("/api/v1/items/{}/values", id(&it)),
+            &app.admin,
+            json!({"effective_from": "2020-01-01", "unit_value": value, "basis": "market_quote"}),
+        )
+        .ok(201);
+        id(&it)
+    };
+    let mask = item(
+        json!({"code": "MASK-KN95", "name": "KN95 防护口罩", "category": "mask", "base_unit": "piece",
+        "units": [{"name": "box", "factor": "50"}], "tracks_lots": true, "tracks_expiry": true}),
+        "3.5",
+    );
+    let alcohol = item(
+        json!({"code": "ALC-75", "name": "75% 医用酒精", "category": "disinfectant", "base_unit": "kg",
+        "units": [{"name": "jin", "factor": "0.5"}]}),
+        "20",
+    );
+    let spray = item(
+        json!({"code": "SPRAY-75", "name": "75% 酒精喷雾", "category": "disinfectant", "base_unit": "bottle"}),
+        "12",
+    );
+    let donor = id(&app.donor("济宁爱心企业联合会"));
+    let recipient = |name: &str, kind: &str| {
+        id(&app
+            .post(
+                "/api/v1/recipients",
+                &app.staff,
+                json!({"name": name, "kind": kind, "region_code": "370881"}),
+            )
+            .ok(201))
+    };
+    World {
+        mask,
+        alcohol,
+        spray,
+        donor,
+        factory: recipient("曲阜瑞翔电子有限公司", "enterprise"),
+        community: recipient("曲阜市鲁城街道某社区", "community"),
+    }
+}
+
+/// Receives goods at warehouse A as the clerk; returns the receipt.
+fn receive(app: &TestApp, w: &World, lines: Value) -> Value {
+    app.post(
+        "/api/v1/receipts",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor, "lines": lines}),
+    )
+    .ok(201)
+}
+
+fn ship(app: &TestApp, _w: &World, to: &str, lines: Value) -> Resp {
+    app.post(
+        "/api/v1/shipments",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_a, "recipient_id": to, "dispatch": true, "lines": lines}),
+    )
+}
+
+/// Quantity on hand of an item at warehouse A, from the stock report's totals.
+fn on_hand(app: &TestApp, item: &str) -> String {
+    let s = app
+        .get(
+            &format!(
+                "/api/v1/stock?warehouse_id={}&item_id={item}",
+                app.warehouse_a
+            ),
+            &app.auditor,
+        )
+        .ok(200);
+    s["totals"]
+        .as_array()
+        .unwrap()
+        .first()
+        .map(|t| t["quantity"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| "0".into())
+}
+
+fn future(days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(days))
+        .date_naive()
+        .to_string()
+}
+
+#[test]
+fn the_seed_scenario_adds_up() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    // Pledges: 260 boxes of masks, 2300 jin of alcohol, 2400 bottles of spray.
+    let pledge = app
+        .post(
+            "/api/v1/pledges",
+            &app.staff,
+            json!({"donor_id": w.donor, "expected_date": future(20), "lines": [
+            {"item_id": w.mask, "quantity": "260", "unit": "box", "declared_value": "45500"},
+            {"item_id": w.alcohol, "quantity": "2300", "unit": "jin"},
+            {"item_id": w.spray, "quantity": "2400"}]}),
+        )
+        .ok(201);
+    assert_eq!(pledge["status"], "open");
+    assert_eq!(pledge["lines"][0]["quantity"], "13000");
+    assert_eq!(
+        pledge["lines"][1]["quantity"], "1150",
+        "2300 jin is 1150 kg"
+    );
+    assert_eq!(pledge["lines"][1]["unit_quantity"], "2300");
+    assert_eq!(pledge["lines"][1]["unit"], "jin");
+    let p = id(&pledge);
+
+    let r = app
+        .post("/api/v1/receipts", &app.clerk, json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor, "pledge_id": p, "lines": [
+            {"item_id": w.mask, "quantity": "160", "unit": "box", "pledge_line_no": 1, "lot_number": "KN2003A", "expiry_date": future(700)},
+            {"item_id": w.mask, "quantity": "100", "unit": "box", "pledge_line_no": 1, "lot_number": "KN2003B", "expiry_date": future(400)},
+            {"item_id": w.alcohol, "quantity": "2300", "unit": "jin", "pledge_line_no": 2}]}))
+        .ok(201);
+    let lot_a = r["lines"][0]["lot_id"].as_str().unwrap().to_string();
+    let lot_b = r["lines"][1]["lot_id"].as_str().unwrap().to_string();
+    assert_eq!(r["movements"].as_array().unwrap().len(), 3);
+    assert_eq!(r["movements"][0]["value"], "28000", "8000 masks at 3.5");
+    assert_eq!(r["movements"][2]["value"], "23000", "1150 kg at 20");
+    assert_eq!(
+        app.get(&format!("/api/v1/pledges/{p}"), &app.staff).ok(200)["status"],
+        "partially_received"
+    );
+
+    let spray = app
+        .post("/api/v1/receipts", &app.clerk, json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor, "pledge_id": p, "lines": [
+            {"item_id": w.spray, "quantity": "2000", "pledge_line_no": 3},
+            {"item_id": w.spray, "quantity": "400", "pledge_line_no": 3, "expiry_date": future(-1)}]}))
+        .ok(201);
+    let pl = app.get(&format!("/api/v1/pledges/{p}"), &app.staff).ok(200);
+    assert_eq!(pl["status"], "fulfilled");
+    assert_eq!(pl["progress"][2]["outstanding"], "0");
+
+    // A receipt entered twice by mistake, reversed.
+    let dup = receive(
+        &app,
+        &w,
+        json!([{"item_id": w.alcohol, "quantity": "2300", "unit": "jin"}]),
+    );
+    let rev = app
+        .post(
+            &format!("/api/v1/receipts/{}/reverse", id(&dup)),
+            &app.clerk,
+            json!({"reason": "重复录入"}),
+        )
+        .ok(200);
+    assert_eq!(rev["reverses_id"], id(&dup).as_str());
+    let original = app
+        .get(&format!("/api/v1/receipts/{}", id(&dup)), &app.auditor)
+        .ok(200);
+    assert_eq!(original["reversed_by_id"], id(&rev).as_str());
+    let actions: Vec<_> = original["audit_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["receipt.post", "receipt.reversed"]);
+
+    // The expired spray is written off.
+    let expired_lot = spray["lines"][1]["lot_id"].as_str().unwrap();
+    app.post(
+        "/api/v1/adjustments",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_a, "reason": "expired",
+        "lines": [{"lot_id": expired_lot, "quantity": "-400"}]}),
+    )
+    .ok(201);
+
+    // To the factory and a community; the expired lot is never picked.
+    let s1 = ship(&app, &w, &w.factory, json!([{"item_id": w.mask, "quantity": "8000"}, {"item_id": w.alcohol, "quantity": "600"}, {"item_id": w.spray, "quantity": "1200"}])).ok(201);
+    assert_eq!(s1["status"], "dispatched");
+    let masks: Vec<(String, String)> = s1["movements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["item_id"] == w.mask.as_str())
+        .map(|m| {
+            (
+                m["lot_id"].as_str().unwrap().to_string(),
+                m["quantity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        masks,
+        [
+            (lot_b.clone(), "5000".to_string()),
+            (lot_a.clone(), "3000".to_string())
+        ],
+        "earliest expiry first"
+    );
+    app.post(
+        &format!("/api/v1/shipments/{}/deliver", id(&s1)),
+        &app.clerk,
+        json!({"signed_by": "孔经理"}),
+    )
+    .ok(200);
+    let s2 = ship(&app, &w, &w.community, json!([{"item_id": w.mask, "quantity": "4500"}, {"item_id": w.alcohol, "quantity": "450"}, {"item_id": w.spray, "quantity": "700"}])).ok(201);
+    let d2 = app.post(&format!("/api/v1/shipments/{}/deliver", id(&s2)), &app.clerk,
+        json!({"signed_by": "颜主任", "shortfalls": [{"line_no": 3, "quantity": "20", "reason": "运输破损"}]})).ok(200);
+    assert_eq!(d2["status"], "delivered");
+    assert_eq!(d2["signed_by"], "颜主任");
+
+    // Stock: 13000-8000-4500 masks, 1150-600-450 kg, 2400-400-1200-700 bottles.
+    let stock = app
+        .get(
+            &format!("/api/v1/stock?warehouse_id={}", app.warehouse_a),
+            &app.auditor,
+        )
+        .ok(200);
+    let totals: Vec<(String, String, String)> = stock["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["item_code"].as_str().unwrap().into(),
+                t["quantity"].as_str().unwrap().into(),
+                t["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let mut totals = totals;
+    totals.sort();
+    assert_eq!(
+        totals,
+        [
+            ("ALC-75".to_string(), "100".to_string(), "2000".to_string()),
+            (
+                "MASK-KN95".to_string(),
+                "500".to_string(),
+                "1750".to_string()
+            ),
+            (
+                "SPRAY-75".to_string(),
+                "100".to_string(),
+                "1200".to_string()
+            ),
+        ]
+    );
+    assert_eq!(stock["total_value"], "4950");
+
+    // The trace of lot A: 8000 in, 3000 to the factory, 4500 to the community, 500 here.
+    let trace = app
+        .get(&format!("/api/v1/lots/{lot_a}"), &app.auditor)
+        .ok(200);
+    assert_eq!(trace["lot"]["lot_number"], "KN2003A");
+    assert_eq!(trace["lot"]["pledge_id"], p.as_str());
+    let mut where_: Vec<(String, String)> = trace["whereabouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["name"].as_str().unwrap_or("").to_string(),
+                x["quantity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    where_.sort();
+    assert_eq!(
+        where_,
+        [
+            ("曲阜市物资仓库".to_string(), "500".to_string()),
+            ("曲阜市鲁城街道某社区".to_string(), "4500".to_string()),
+            ("曲阜瑞翔电子有限公司".to_string(), "3000".to_string()),
+        ]
+    );
+    // 20 bottles short on delivery went to loss.
+    let loss = app
+        .get(
+            &format!("/api/v1/movements?document_id={}&limit=500", id(&s2)),
+            &app.auditor,
+        )
+        .ok(200);
+    assert!(loss["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["to"]["kind"] == "loss" && m["quantity"] == "20"));
+
+    app.assert_ledger_ok();
+}
+
+#[test]
+fn sixty_four_clerks_ship_stock_for_thirty_two() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    receive(&app, &w, json!([{"item_id": w.spray, "quantity": "32"}]));
+    let results: Vec<Resp> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..64)
+            .map(|_| {
+                s.spawn(|| {
+                    ship(
+                        &app,
+                        &w,
+                        &w.factory,
+                        json!([{"item_id": w.spray, "quantity": "1"}]),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = results.iter().filter(|r| r.status == 201).count();
+    assert_eq!(ok, 32, "exactly as many shipments as there is stock");
+    for r in results.iter().filter(|r| r.status != 201) {
+        let p = r.problem(409);
+        assert_eq!(p["type"], "/problems/insufficient-stock");
+        assert_eq!(p["item_id"], w.spray.as_str());
+        assert_eq!(p["requested"], "1");
+        assert_eq!(p["available"], "0");
+        assert!(p["detail"].as_str().unwrap().contains("short 1"), "{p}");
+    }
+    assert_eq!(on_hand(&app, &w.spray), "0");
+    app.assert_ledger_ok();
+}
+
+#[test]
+fn the_same_idempotency_key_writes_one_document() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let body = json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor, "lines": [{"item_id": w.alcohol, "quantity": "10"}]});
+    let results: Vec<Resp> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                let body = body.clone();
+                let app = &app;
+                s.spawn(move || {
+                    app.send(
+                        "POST",
+                        "/api/v1/receipts",
+                        Some(&app.clerk),
+                        Some(&body),
+                        &[("idempotency-key", "rcpt-0001")],
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created: Vec<&Resp> = results.iter().filter(|r| r.status == 201).collect();
+    assert!(!created.is_empty());
+    let first_id = id(&created[0].json());
+    for r in &results {
+        match r.status {
+            201 => assert_eq!(id(&r.json()), first_id, "replays return the first response"),
+            409 => assert_eq!(
+                r.problem(409)["type"],
+                "/problems/idempotency-key-in-flight"
+            ),
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    }
+    let receipts = app.get("/api/v1/receipts", &app.auditor).ok(200);
+    assert_eq!(
+        receipts["items"].as_array().unwrap().len(),
+        1,
+        "exactly one document"
+    );
+    assert_eq!(on_hand(&app, &w.alcohol), "10");
+
+    // A later retry replays; the same key with another body is refused; keys are per user.
+    let seq = app.audit_seq();
+    let again = app.send(
+        "POST",
+        "/api/v1/receipts",
+        Some(&app.clerk),
+        Some(&body),
+        &[("idempotency-key", "rcpt-0001")],
+    );
+    assert_eq!(again.status, 201);
+    assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(again.json(), created[0].json());
+    let mut other = body.clone();
+    other["lines"][0]["quantity"] = json!("11");
+    let r = app.send(
+        "POST",
+        "/api/v1/receipts",
+        Some(&app.clerk),
+        Some(&other),
+        &[("idempotency-key", "rcpt-0001")],
+    );
+    r.problem(422);
+    assert_eq!(r.fields(), ["Idempotency-Key"]);
+    assert_eq!(app.audit_seq(), seq, "replays and refusals write nothing");
+    app.send(
+        "POST",
+        "/api/v1/receipts",
+        Some(&app.admin),
+        Some(&body),
+        &[("idempotency-key", "rcpt-0001")],
+    )
+    .ok(201);
+    assert_eq!(on_hand(&app, &w.alcohol), "20");
+    app.assert_ledger_ok();
+}
+
+#[test]
+fn a_document_is_posted_whole_or_not_at_all() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    receive(
+        &app,
+        &w,
+        json!([{"item_id": w.alcohol, "quantity": "10"}, {"item_id": w.spray, "quantity": "10"}]),
+    );
+    let seq = app.audit_seq();
+    let before = app.get("/api/v1/movements?limit=500", &app.auditor).ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    // Line 3 of 3 names an item that does not exist.
+    let r = app.post("/api/v1/receipts", &app.clerk, json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor, "lines": [
+        {"item_id": w.alcohol, "quantity": "1"}, {"item_id": w.spray, "quantity": "1"}, {"item_id": uuid::Uuid::now_v7(), "quantity": "1"}]}));
+    r.problem(422);
+    assert_eq!(r.fields(), ["lines[2].item_id"]);
+
+    // Line 3 of 3 asks for more than there is.
+    let r = ship(
+        &app,
+        &w,
+        &w.factory,
+        json!([{"item_id": w.alcohol, "quantity": "5"}, {"item_id": w.spray, "quantity": "5"}, {"item_id": w.spray, "quantity": "6"}]),
+    );
+    let p = r.problem(409);
+    assert_eq!(p["errors"][0]["field"], "lines[2].quantity");
+    assert_eq!(p["available"], "5");
+
+    assert_eq!(app.audit_seq(), seq);
+    let after = app.get("/api/v1/movements?limit=500", &app.auditor).ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, before);
+    assert_eq!(
+        app.get("/api/v1/shipments", &app.auditor).ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(on_hand(&app, &w.alcohol), "10");
+    app.assert_ledger_ok();
+}
+
+#[test]
+fn reversals_undo_exactly_once_and_never_overdraw() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let r1 = receive(&app, &w, json!([{"item_id": w.alcohol, "quantity": "100"}]));
+    let r2 = receive(&app, &w, json!([{"item_id": w.spray, "quantity": "50"}]));
+
+    let rev = app
+        .post(
+            &format!("/api/v1/receipts/{}/reverse", id(&r1)),
+            &app.clerk,
+            json!({"reason": "录错"}),
+        )
+        .ok(200);
+    assert_eq!(rev["movements"][0]["from"]["kind"], "warehouse");
+    assert_eq!(rev["movements"][0]["to"]["kind"], "donor");
+    assert_eq!(
+        rev["movements"][0]["value"], r1["movements"][0]["value"],
+        "reversed at the original value"
+    );
+    assert_eq!(on_hand(&app, &w.alcohol), "0");
+    app.post(
+        &format!("/api/v1/receipts/{}/reverse", id(&r1)),
+        &app.clerk,
+        json!({"reason": "again"}),
+    )
+    .problem(409);
+    app.post(
+        &format!("/api/v1/receipts/{}/reverse", id(&rev)),
+        &app.clerk,
+        json!({"reason": "undo the undo"}),
+    )
+    .problem(409);
+    app.post(
+        &format!("/api/v1/receipts/{}/reverse", id(&r2)),
+        &app.clerk,
+        json!({}),
+    )
+    .problem(422);
+
+    // Goods already shipped cannot be un-received.
+    ship(
+        &app,
+        &w,
+        &w.factory,
+        json!([{"item_id": w.spray, "quantity": "30"}]),
+    )
+    .ok(201);
+    let p = app
+        .post(
+            &format!("/api/v1/receipts/{}/reverse", id(&r2)),
+            &app.clerk,
+            json!({"reason": "wrong"}),
+        )
+        .problem(409);
+    assert_eq!(p["type"], "/problems/insufficient-stock");
+    assert_eq!(on_hand(&app, &w.spray), "20");
+
+    // A delivered shipment reversed comes back; an adjustment reversed too.
+    let s = ship(
+        &app,
+        &w,
+        &w.factory,
+        json!([{"item_id": w.spray, "quantity": "10"}]),
+    )
+    .ok(201);
+    app.post(
+        &format!("/api/v1/shipments/{}/deliver", id(&s)),
+        &app.clerk,
+        json!({"signed_by": "x"}),
+    )
+    .ok(200);
+    assert_eq!(on_hand(&app, &w.spray), "10");
+    app.post(
+        &format!("/api/v1/shipments/{}/reverse", id(&s)),
+        &app.clerk,
+        json!({"reason": "送错单位"}),
+    )
+    .ok(200);
+    assert_eq!(on_hand(&app, &w.spray), "20");
+    app.post(
+        &format!("/api/v1/shipments/{}/deliver", id(&s)),
+        &app.clerk,
+        json!({"signed_by": "x"}),
+    )
+    .problem(409);
+    let lot = r2["lines"][0]["lot_id"].as_str().unwrap();
+    let adj = app.post("/api/v1/adjustments", &app.clerk, json!({"warehouse_id": app.warehouse_a, "reason": "damaged", "lines": [{"lot_id": lot, "quantity": "-5"}]})).ok(201);
+    assert_eq!(on_hand(&app, &w.spray), "15");
+    app.post(
+        &format!("/api/v1/adjustments/{}/reverse", id(&adj)),
+        &app.clerk,
+        json!({"reason": "没坏"}),
+    )
+    .ok(200);
+    assert_eq!(on_hand(&app, &w.spray), "20");
+    app.assert_ledger_ok();
+}
+
+#[test]
+fn shipments_move_through_their_states() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let r = receive(&app, &w, json!([{"item_id": w.alcohol, "quantity": "100"}]));
+    let lot = r["lines"][0]["lot_id"].as_str().unwrap().to_string();
+    let draft = app
+        .post(
+            "/api/v1/shipments",
+            &app.clerk,
+            json!({"warehouse_id": app.warehouse_a, "recipient_id": w.factory,
+        "lines": [{"item_id": w.alcohol, "quantity": "40"}]}),
+        )
+        .ok(201);
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(
+        draft["movements"].as_array().unwrap().len(),
+        0,
+        "a draft holds no stock"
+    );
+    let path = format!("/api/v1/shipments/{}", id(&draft));
+    app.post(
+        &format!("{path}/deliver"),
+        &app.clerk,
+        json!({"signed_by": "x"}),
+    )
+    .problem(409);
+    app.post(&format!("{path}/return"), &app.clerk, json!({}))
+        .problem(409);
+
+    // A held lot cannot leave.
+    app.post(
+        &format!("/api/v1/lots/{lot}/hold"),
+        &app.staff,
+        json!({"reason": "召回"}),
+    )
+    .ok(200);
+    let p = app
+        .post(&format!("{path}/dispatch"), &app.clerk, json!({}))
+        .problem(409);
+    assert_eq!(p["available"], "0");
+    app.post(
+        &format!("/api/v1/lots/{lot}/release"),
+        &app.staff,
+        json!({}),
+    )
+    .ok(200);
+
+    let d = app
+        .post(&format!("{path}/dispatch"), &app.clerk, json!({}))
+        .ok(200);
+    assert_eq!(d["status"], "dispatched");
+    let stock = app.get("/api/v1/stock", &app.auditor).ok(200);
+    let transit: Vec<_> = stock["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["location"]["kind"] == "transit")
+        .collect();
+    assert_eq!(transit.len(), 1);
+    assert_eq!(transit[0]["quantity"], "40");
+    assert_eq!(on_hand(&app, &w.alcohol), "60");
+
+    let back = app
+        .post(
+            &format!("{path}/return"),
+            &app.clerk,
+            json!({"reason": "道路封闭"}),
+        )
+        .ok(200);
+    assert_eq!(back["status"], "returned");
+    assert_eq!(on_hand(&app, &w.alcohol), "100");
+    app.post(&format!("{path}/cancel"), &app.clerk, json!({}))
+        .problem(409);
+
+    let other = app
+        .post(
+            "/api/v1/shipments",
+            &app.clerk,
+            json!({"warehouse_id": app.warehouse_a, "recipient_id": w.community,
+        "lines": [{"item_id": w.alcohol, "quantity": "1"}]}),
+        )
+        .ok(201);
+    let c = app
+        .post(
+            &format!("/api/v1/shipments/{}/cancel", id(&other)),
+            &app.clerk,
+            json!({"reason": "不需要了"}),
+        )
+        .ok(200);
+    assert_eq!(c["status"], "cancelled");
+    app.post(
+        &format!("/api/v1/shipments/{}/reverse", id(&other)),
+        &app.clerk,
+        json!({"reason": "x"}),
+    )
+    .problem(409);
+    app.assert_ledger_ok();
+}
+
+#[test]
+fn earmarked_and_expired_goods_go_only_where_allowed() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let p = app
+        .post(
+            "/api/v1/pledges",
+            &app.staff,
+            json!({"donor_id": w.donor,
+        "earmark": {"recipient_kinds": ["community", "village"]},
+        "lines": [{"item_id": w.spray, "quantity": "10"}]}),
+        )
+        .ok(201);
+    app.post(
+        "/api/v1/receipts",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor, "pledge_id": id(&p),
+        "lines": [{"item_id": w.spray, "quantity": "10", "pledge_line_no": 1}]}),
+    )
+    .ok(201);
+    let old = receive(
+        &app,
+        &w,
+        json!([{"item_id": w.mask, "quantity": "10", "lot_number": "OLD", "expiry_date": future(-2)}]),
+    );
+    let old_lot = old["lines"][0]["lot_id"].as_str().unwrap();
+
+    let p = ship(
+        &app,
+        &w,
+        &w.factory,
+        json!([{"item_id": w.spray, "quantity": "1"}]),
+    )
+    .problem(409);
+    assert_eq!(
+        p["available"], "0",
+        "earmarked for communities and villages"
+    );
+    ship(
+        &app,
+        &w,
+        &w.community,
+        json!([{"item_id": w.spray, "quantity": "10"}]),
+    )
+    .ok(201);
+    ship(
+        &app,
+        &w,
+        &w.community,
+        json!([{"item_id": w.mask, "quantity": "1"}]),
+    )
+    .problem(409);
+    let r = ship(
+        &app,
+        &w,
+        &w.community,
+        json!([{"item_id": w.mask, "quantity": "1", "lot_id": old_lot}]),
+    );
+    r.problem(409);
+    assert!(r.text.contains("expired"), "{}", r.text);
+    app.assert_ledger_ok();
+}
+
+#[test]
+fn transfers_counts_and_clerk_scope() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let r = receive(&app, &w, json!([{"item_id": w.alcohol, "quantity": "100"}]));
+    let lot = r["lines"][0]["lot_id"].as_str().unwrap().to_string();
+
+    // A clerk cannot post at, or read documents of, a warehouse that is not theirs.
+    let seq = app.audit_seq();
+    app.post(
+        "/api/v1/receipts",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_b, "donor_id": w.donor,
+        "lines": [{"item_id": w.alcohol, "quantity": "1"}]}),
+    )
+    .problem(403);
+    app.post(
+        "/api/v1/shipments",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_b, "recipient_id": w.factory,
+        "lines": [{"item_id": w.alcohol, "quantity": "1"}]}),
+    )
+    .problem(403);
+    app.get(
+        &format!("/api/v1/stock?warehouse_id={}", app.warehouse_b),
+        &app.clerk,
+    )
+    .problem(403);
+    assert_eq!(app.audit_seq(), seq);
+
+    let t = app
+        .post(
+            "/api/v1/transfers",
+            &app.clerk,
+            json!({"warehouse_id": app.warehouse_a, "to_warehouse_id": app.warehouse_b,
+        "lines": [{"item_id": w.alcohol, "quantity": "30"}]}),
+        )
+        .ok(201);
+    assert_eq!(t["status"], "dispatched");
+    app.post(
+        &format!("/api/v1/transfers/{}/receive", id(&t)),
+        &app.clerk,
+        json!({}),
+    )
+    .problem(403);
+    app.post(
+        &format!("/api/v1/transfers/{}/receive", id(&t)),
+        &app.admin,
+        json!({}),
+    )
+    .ok(200);
+    let b = app
+        .get(
+            &format!("/api/v1/stock?warehouse_id={}", app.warehouse_b),
+            &app.auditor,
+        )
+        .ok(200);
+    assert_eq!(b["totals"][0]["quantity"], "30");
+    assert_eq!(on_hand(&app, &w.alcohol), "70");
+    let theirs = app
+        .post(
+            "/api/v1/receipts",
+            &app.admin,
+            json!({"warehouse_id": app.warehouse_b, "donor_id": w.donor,
+        "lines": [{"item_id": w.alcohol, "quantity": "1"}]}),
+        )
+        .ok(201);
+    app.get(&format!("/api/v1/receipts/{}", id(&theirs)), &app.clerk)
+        .problem(403);
+    let listed = app.get("/api/v1/receipts", &app.clerk).ok(200);
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        1,
+        "only warehouse A's receipt"
+    );
+
+    // A count finds 68 where the books say 70: a count correction of -2.
+    let c = app
+        .post(
+            "/api/v1/stock-counts",
+            &app.clerk,
+            json!({"warehouse_id": app.warehouse_a,
+        "lines": [{"lot_id": lot, "counted": "68"}]}),
+        )
+        .ok(201);
+    assert_eq!(c["reason"], "count_correction");
+    assert_eq!(c["stock_count"], true);
+    assert_eq!(c["lines"][0]["quantity"], "-2");
+    assert_eq!(c["lines"][0]["counted"], "68");
+    assert_eq!(on_hand(&app, &w.alcohol), "68");
+    app.assert_ledger_ok();
+}
+
+#[test]
+fn pledges_convert_units_refuse_over_receipt_and_cancel() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let p = app
+        .post(
+            "/api/v1/pledges",
+            &app.staff,
+            json!({"donor_id": w.donor, "expected_date": future(10),
+        "lines": [{"item_id": w.alcohol, "quantity": "2300", "unit": "jin"}]}),
+        )
+        .ok(201);
+    let pid = id(&p);
+    let receipt = |qty: &str| {
+        app.post(
+            "/api/v1/receipts",
+            &app.clerk,
+            json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor, "pledge_id": pid,
+            "lines": [{"item_id": w.alcohol, "quantity": qty, "pledge_line_no": 1}]}),
+        )
+    };
+    receipt("1000").ok(201);
+    let r = receipt("200");
+    r.problem(409);
+    assert_eq!(r.fields(), ["lines[0].quantity"]);
+    assert!(r.text.contains("150 outstanding"), "{}", r.text);
+    let c = app
+        .post(
+            &format!("/api/v1/pledges/{pid}/cancel"),
+            &app.staff,
+            json!({"reason": "捐赠方改捐"}),
+        )
+        .ok(200);
+    assert_eq!(c["status"], "cancelled");
+    assert_eq!(c["progress"][0]["received"], "1000");
+    receipt("1").problem(409);
+    app.post(
+        &format!("/api/v1/pledges/{pid}/cancel"),
+        &app.staff,
+        json!({}),
+    )
+    .problem(409);
+    app.post(
+        "/api/v1/pledges",
+        &app.clerk,
+        json!({"donor_id": w.donor, "lines": [{"item_id": w.alcohol, "quantity": "1"}]}),
+    )
+    .problem(403);
+
+    let late = app
+        .post(
+            "/api/v1/pledges",
+            &app.staff,
+            json!({"donor_id": w.donor, "expected_date": future(-3),
+        "lines": [{"item_id": w.spray, "quantity": "5"}]}),
+        )
+        .ok(201);
+    assert_eq!(late["status"], "expired");
+    app.assert_ledger_ok();
+}
+
+#[test]
+fn bad_ledger_input_is_refused_and_writes_nothing() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    receive(&app, &w, json!([{"item_id": w.alcohol, "quantity": "10"}]));
+    let seq = app.audit_seq();
+    let receipt = |lines: Value| {
+        app.post(
+            "/api/v1/receipts",
+            &app.clerk,
+            json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor, "lines": lines}),
+        )
+    };
+    for (lines, field) in [
+        (
+            json!([{"item_id": uuid::Uuid::now_v7(), "quantity": "1"}]),
+            "lines[0].item_id",
+        ),
+        (
+            json!([{"item_id": w.alcohol, "quantity": "1", "unit": "barrel"}]),
+            "lines[0].unit",
+        ),
+        (
+            json!([{"item_id": w.alcohol, "quantity": "0"}]),
+            "lines[0].quantity",
+        ),
+        (
+            json!([{"item_id": w.alcohol, "quantity": "-1"}]),
+            "lines[0].quantity",
+        ),
+        (
+            json!([{"item_id": w.alcohol, "quantity": "0.0001"}]),
+            "lines[0].quantity",
+        ),
+        (
+            json!([{"item_id": w.alcohol, "quantity": "1.0005", "unit": "jin"}]),
+            "lines[0].quantity",
+        ),
+        (
+            json!([{"item_id": w.mask, "quantity": "1"}]),
+            "lines[0].lot_number",
+        ),
+        (json!([]), "lines"),
+    ] {
+        let r = receipt(lines.clone());
+        r.problem(422);
+        assert!(
+            r.fields().contains(&field.to_string()),
+            "{lines}: {:?}",
+            r.fields()
+        );
+    }
+    let r = app.post("/api/v1/receipts", &app.clerk, json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor,
+        "occurred_at": (chrono::Utc::now() - chrono::Duration::days(40)).to_rfc3339(), "lines": [{"item_id": w.alcohol, "quantity": "1"}]}));
+    assert_eq!(r.fields(), ["occurred_at"]);
+    let r = app.post(
+        "/api/v1/adjustments",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_a, "reason": "damaged",
+        "lines": [{"lot_id": uuid::Uuid::now_v7(), "quantity": "5"}]}),
+    );
+    r.problem(422);
+    assert_eq!(r.fields(), ["lines[0].lot_id", "lines[0].quantity"]);
+    app.post(
+        "/api/v1/adjustments",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_a, "reason": "other", "lines": []}),
+    )
+    .problem(422);
+    app.post(
+        "/api/v1/receipts",
+        &app.auditor,
+        json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor,
+        "lines": [{"item_id": w.alcohol, "quantity": "1"}]}),
+    )
+    .problem(403);
+    app.get(
+        "/api/v1/movements?from=2020-03-02T00:00:00Z&to=2020-03-01T00:00:00Z",
+        &app.auditor,
+    )
+    .problem(400);
+    app.get("/api/v1/stock?as_of=yesterday", &app.auditor)
+        .problem(400);
+    assert_eq!(app.audit_seq(), seq);
+    app.assert_ledger_ok();
+}
+
+#[test]
+fn stock_as_of_a_past_time_comes_from_the_journal() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let now = chrono::Utc::now();
+    let at = |d: i64| (now - chrono::Duration::days(d)).to_rfc3339();
+    app.post(
+        "/api/v1/receipts",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor, "occurred_at": at(10),
+        "lines": [{"item_id": w.alcohol, "quantity": "100"}]}),
+    )
+    .ok(201);
+    app.post(
+        "/api/v1/shipments",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_a, "recipient_id": w.factory, "dispatch": true,
+        "occurred_at": at(5), "lines": [{"item_id": w.alcohol, "quantity": "30"}]}),
+    )
+    .ok(201);
+    let q = |d: i64| {
+        let day = (now - chrono::Duration::days(d)).date_naive();
+        let s = app
+            .get(
+                &format!("/api/v1/stock?warehouse_id={}&as_of={day}", app.warehouse_a),
+                &app.auditor,
+            )
+            .ok(200);
+        s["totals"]
+            .as_array()
+            .unwrap()
+            .first()
+            .map(|t| t["quantity"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(q(11), "");
+    assert_eq!(q(7), "100");
+    assert_eq!(q(1), "70");
+    assert_eq!(on_hand(&app, &w.alcohol), "70");
+    app.assert_ledger_ok();
+}
