@@ -108,6 +108,12 @@ pub fn run(cli: Cli) -> anyhow_lite::Result<i32> {
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => {
             let db = Db::open(&cli.database_url, args.pool_size)?;
+            let cutoff =
+                chrono::Utc::now() - chrono::Duration::hours(crate::service::IDEMPOTENCY_HOURS);
+            let purged = db.write(|c| crate::store::ledger::purge_idempotent(c, cutoff))?;
+            if purged > 0 {
+                tracing::info!(purged, "forgot idempotency keys older than 24 h");
+            }
             let listener = TcpListener::bind(&args.bind)
                 .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
             tracing::info!(

@@ -176,6 +176,24 @@ fn the_database_refuses_to_change_or_delete_audit_events() {
         json!({"effective_from": "2020-03-01", "unit_value": "0.5", "basis": "invoice"}),
     )
     .ok(201);
+    // So are movements and document lines, once the ledger has some.
+    let w = app.warehouse_a;
+    let donor = app.donor("触发器测试")["id"].as_str().unwrap().to_string();
+    app.post(
+        "/api/v1/receipts",
+        &app.admin,
+        json!({"warehouse_id": w, "donor_id": donor, "lines": [{"item_id": item["id"], "quantity": "5"}]}),
+    )
+    .ok(201);
+    for sql in [
+        "UPDATE movements SET quantity_milli = 1",
+        "DELETE FROM movements",
+        "UPDATE document_lines SET quantity_milli = 1",
+        "DELETE FROM document_lines",
+    ] {
+        let err = conn.batch_execute(sql).expect_err(sql).to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
     let err = conn
         .batch_execute("UPDATE item_values SET unit_value_e4 = 1")
         .unwrap_err()

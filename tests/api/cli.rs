@@ -79,3 +79,51 @@ fn verify_works_on_the_database_without_the_server() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["first_break"]["seq"], 2);
 }
+
+#[test]
+fn demo_loads_the_seed_scenario_once() {
+    let app = TestApp::spawn();
+    let out = cli(&app.db_url, &["demo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stock = app.get("/api/v1/stock", &app.auditor).ok(200);
+    let mut totals: Vec<(String, String)> = stock["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["item_code"].as_str().unwrap().into(),
+                t["quantity"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    totals.sort();
+    assert_eq!(
+        totals,
+        [
+            ("ALC-75".to_string(), "100".to_string()),
+            ("MASK-KN95".into(), "500".into()),
+            ("SPRAY-75".into(), "100".into())
+        ]
+    );
+    assert_eq!(stock["total_value"], "4950");
+    let reversed = summary["reversed_receipt"].as_str().unwrap();
+    let r = app
+        .get(&format!("/api/v1/receipts/{reversed}"), &app.auditor)
+        .ok(200);
+    assert!(r["reversed_by_id"].is_string());
+    let lot = summary["written_off_lot"].as_str().unwrap();
+    let trace = app
+        .get(&format!("/api/v1/lots/{lot}"), &app.auditor)
+        .ok(200);
+    assert_eq!(trace["whereabouts"][0]["location"]["kind"], "loss");
+    assert_eq!(trace["whereabouts"][0]["quantity"], "400");
+    app.assert_ledger_ok();
+    // A second run would duplicate the scenario: refused.
+    assert_eq!(cli(&app.db_url, &["demo"]).status.code(), Some(2));
+}
