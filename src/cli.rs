@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// Database connections in the pool.
     #[arg(long, env = "RELIEF_LEDGER_POOL_SIZE", default_value_t = 16)]
     pub pool_size: u32,
+    /// Publish the donation disclosure report at /api/v1/public/disclosure, without a token.
+    #[arg(long, env = "RELIEF_LEDGER_PUBLIC_DISCLOSURE")]
+    pub public_disclosure: bool,
 }
 
 impl Default for ServeArgs {
@@ -73,6 +76,7 @@ impl Default for ServeArgs {
             bind: "127.0.0.1:8080".into(),
             workers: None,
             pool_size: 16,
+            public_disclosure: false,
         }
     }
 }
@@ -121,8 +125,13 @@ pub fn run(cli: Cli) -> anyhow_lite::Result<i32> {
                 database = %store::redact(&cli.database_url),
                 "relief-ledger serving; API description at /api/v1/openapi.json"
             );
-            actix_web::rt::System::new()
-                .block_on(async move { crate::api::serve(listener, db, args.workers)?.await })?;
+            actix_web::rt::System::new().block_on(async move {
+                let settings = crate::api::Settings {
+                    workers: args.workers,
+                    public_disclosure: args.public_disclosure,
+                };
+                crate::api::serve(listener, db, settings)?.await
+            })?;
             Ok(0)
         }
         Command::User {

@@ -9,5 +9,6 @@ pub mod cli;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod export;
 pub mod service;
 pub mod store;

@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::master::routes(cfg);
     routes::audit::routes(cfg);
     routes::ledger::routes(cfg);
+    routes::reports::routes(cfg);
 }
 
 async fn openapi_json() -> HttpResponse {
@@ -51,15 +52,28 @@ async fn not_found() -> HttpResponse {
     .response()
 }
 
+/// What the operator chooses for a server.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// HTTP worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// Serve `/api/v1/public/disclosure` without a token.
+    pub public_disclosure: bool,
+}
+
 /// Starts the HTTP server on a bound listener. The returned server stops gracefully on
 /// SIGINT/SIGTERM, finishing requests in flight (up to 30 s).
-pub fn serve(listener: TcpListener, db: Db, workers: Option<usize>) -> std::io::Result<Server> {
+pub fn serve(listener: TcpListener, db: Db, settings: Settings) -> std::io::Result<Server> {
     let db = web::Data::new(db);
+    let public = web::Data::new(routes::reports::PublicDisclosure(
+        settings.public_disclosure,
+    ));
     let in_flight = web::Data::new(extract::InFlight::default());
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(db.clone())
             .app_data(in_flight.clone())
+            .app_data(public.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .app_data(web::QueryConfig::default().error_handler(extract::query_error))
             .app_data(web::PathConfig::default().error_handler(extract::path_error))
@@ -69,7 +83,7 @@ pub fn serve(listener: TcpListener, db: Db, workers: Option<usize>) -> std::io::
     })
     .shutdown_timeout(30)
     .listen(listener)?;
-    if let Some(w) = workers {
+    if let Some(w) = settings.workers {
         server = server.workers(w);
     }
     Ok(server.run())

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{audit, health, ledger, master, users};
+use super::routes::{audit, health, ledger, master, reports, users};
 
 struct BearerAuth;
 
@@ -42,6 +42,8 @@ impl Modify for BearerAuth {
         ledger::list_adjustments, ledger::post_adjustment, ledger::get_adjustment, ledger::reverse_adjustment,
         ledger::stock_count, ledger::lot_trace, ledger::hold_lot, ledger::release_lot,
         ledger::stock, ledger::movements, ledger::integrity,
+        reports::report, reports::public_disclosure, reports::journal,
+        reports::list_periods, reports::get_period, reports::close_period, reports::sign_off,
     ),
     components(schemas(super::problem::Problem))
 )]

@@ -69,8 +69,12 @@ pub enum Action {
     PostStock,
     /// Put lots on hold and release them (a recall).
     HoldLots,
-    /// The ledger's integrity check.
+    /// The ledger's integrity check and the journal export.
     CheckLedger,
+    /// Auditor reports (stock, cards, statements, summaries, roll-forward, disclosure).
+    ReadReports,
+    /// Close periods and sign them off.
+    ClosePeriods,
 }
 
 /// The permission matrix. Object-level scope (a clerk's warehouses) is `Principal::may_see_warehouse`.
@@ -80,7 +84,8 @@ pub fn permits(role: Role, action: Action) -> bool {
         ReadMasterData => true,
         ManageCatalog | ManageWarehouses | ManageUsers => role == Role::Admin,
         ManageParties => matches!(role, Role::Admin | Role::Staff),
-        ReadAudit | CheckLedger => matches!(role, Role::Admin | Role::Auditor),
+        ReadAudit | CheckLedger | ClosePeriods => matches!(role, Role::Admin | Role::Auditor),
+        ReadReports => matches!(role, Role::Admin | Role::Auditor | Role::Staff),
         ReadLedger => true,
         ManagePledges | HoldLots => matches!(role, Role::Admin | Role::Staff),
         PostStock => matches!(role, Role::Admin | Role::Clerk),

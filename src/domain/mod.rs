@@ -9,4 +9,5 @@ pub mod decimal;
 pub mod ledger;
 pub mod parties;
 pub mod record;
+pub mod report;
 pub mod validation;

@@ -21,6 +21,12 @@ pub fn add_value(db: &Db, ctx: &Ctx, item_id: Uuid, input: ItemValueInput) -> Re
                 format!("item {} is archived", item.code),
             ));
         }
+        let from = value
+            .effective_from
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc();
+        crate::service::periods::check_open(conn, from, "effective_from")?;
         db::insert_item_value(conn, &value)?;
         ctx.audit(
             conn,

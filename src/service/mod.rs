@@ -7,6 +7,8 @@ pub mod audit;
 pub mod catalog;
 pub mod ledger;
 pub mod master;
+pub mod periods;
+pub mod reports;
 pub mod users;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -376,6 +376,14 @@ pub fn get_lot(conn: &mut DbConn, id: Uuid) -> Result<Option<Lot>> {
         .transpose()
 }
 
+/// Every lot's donor: reports attribute movements to donors through their lots.
+pub fn lot_donors(conn: &mut DbConn) -> Result<HashMap<Uuid, Uuid>> {
+    let rows: Vec<(String, String)> = lots::table.select((lots::id, lots::donor_id)).load(conn)?;
+    rows.into_iter()
+        .map(|(l, d)| Ok((parse_uuid(&l)?, parse_uuid(&d)?)))
+        .collect()
+}
+
 pub fn get_lots(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, Lot>> {
     let rows: Vec<LotRow> = lots::table
         .filter(lots::id.eq_any(ids.iter().map(Uuid::to_string).collect::<Vec<_>>()))
@@ -575,6 +583,17 @@ pub fn append_movements(conn: &mut DbConn, ms: &mut [Movement]) -> Result<()> {
     Ok(())
 }
 
+/// How many movements there are, and the last one's number.
+pub fn movement_stats(conn: &mut DbConn) -> Result<(i64, i64)> {
+    let count: i64 = movements::table.count().get_result(conn)?;
+    let last: Option<i64> = movements::table
+        .select(movements::seq)
+        .order(movements::seq.desc())
+        .first(conn)
+        .optional()?;
+    Ok((count, last.unwrap_or(0)))
+}
+
 pub fn document_movements(conn: &mut DbConn, doc: Uuid) -> Result<Vec<Movement>> {
     let rows: Vec<MoveRow> = movements::table
         .filter(movements::document_id.eq(doc.to_string()))
@@ -641,15 +660,31 @@ pub fn list_movements(conn: &mut DbConn, f: &MoveFilter) -> Result<Vec<Movement>
 }
 
 /// Every movement in journal order, a page at a time, to `visit` (reports, integrity checks).
-pub fn each_movement(
+pub fn each_movement(conn: &mut DbConn, visit: impl FnMut(Movement) -> Result<()>) -> Result<()> {
+    each_movement_between(conn, None, None, visit)
+}
+
+/// The movements with business time in [from, to), a page at a time, in journal order.
+/// Memory stays flat however long the journal is.
+pub fn each_movement_between(
     conn: &mut DbConn,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
     mut visit: impl FnMut(Movement) -> Result<()>,
 ) -> Result<()> {
     const PAGE: i64 = 5000;
     let mut after = 0;
     loop {
-        let rows: Vec<MoveRow> = movements::table
+        let mut q = movements::table
             .filter(movements::seq.gt(after))
+            .into_boxed();
+        if let Some(f) = from {
+            q = q.filter(movements::occurred_at.ge(ts(f)));
+        }
+        if let Some(t) = to {
+            q = q.filter(movements::occurred_at.lt(ts(t)));
+        }
+        let rows: Vec<MoveRow> = q
             .select(MoveRow::as_select())
             .order(movements::seq.asc())
             .limit(PAGE)

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod ledger;
 pub mod master;
+pub mod periods;
 pub mod schema;
 pub mod users;
 
@@ -147,6 +148,24 @@ impl Db {
     pub fn read<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
         f(&mut conn)
+    }
+
+    /// Runs `f` in a read-only transaction, so everything it reads (a report and the audit
+    /// head it cites) comes from one consistent state of the database.
+    pub fn snapshot<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        match &mut *conn {
+            DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?,
+            DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction_sql(
+                c,
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            )?,
+        }
+        let tx = OpenTx(Some(&mut conn));
+        let mut tx = tx;
+        let out = f(tx.conn());
+        drop(tx); // rolls back: nothing was written
+        out
     }
 
     /// Runs `f` in one write transaction, committed durably before this returns `Ok`.

@@ -223,6 +223,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    periods (id) {
+        id -> Text,
+        starts_at -> Nullable<Text>,
+        closed_until -> Text,
+        closed_at -> Text,
+        closed_by -> Text,
+        audit_seq -> BigInt,
+        audit_hash -> Text,
+        signed_off_at -> Nullable<Text>,
+        signed_off_by -> Nullable<Text>,
+        sign_off_note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    period_balances (period_id, lot_id, location_kind, location_id) {
+        period_id -> Text,
+        lot_id -> Text,
+        location_kind -> Text,
+        location_id -> Text,
+        item_id -> Text,
+        quantity_milli -> BigInt,
+        value_cents -> BigInt,
+    }
+}
+
 diesel::joinable!(document_lines -> documents (document_id));
 diesel::joinable!(balances -> lots (lot_id));
 diesel::joinable!(movements -> lots (lot_id));
@@ -242,4 +269,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     movements,
     balances,
     idempotency_keys,
+    periods,
+    period_balances,
 );

@@ -149,7 +149,11 @@ impl TestApp {
         let server_db = db.clone();
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let server = relief_ledger::api::serve(listener, server_db, Some(2)).unwrap();
+                let settings = relief_ledger::api::Settings {
+                    workers: Some(2),
+                    public_disclosure: true,
+                };
+                let server = relief_ledger::api::serve(listener, server_db, settings).unwrap();
                 tx.send(server.handle()).unwrap();
                 server.await
             })

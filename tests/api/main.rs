@@ -7,3 +7,4 @@ mod cli;
 mod helpers;
 mod ledger;
 mod master_data;
+mod reports;

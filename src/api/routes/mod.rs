@@ -4,6 +4,7 @@ pub mod audit;
 pub mod health;
 pub mod ledger;
 pub mod master;
+pub mod reports;
 pub mod users;
 
 use actix_web::http::header::{ETAG, LOCATION};

@@ -261,6 +261,9 @@ pub(crate) fn apply(
     lots: &[crate::domain::ledger::lot::Lot],
     movements: &mut [Movement],
 ) -> Result<()> {
+    if let Some(earliest) = movements.iter().map(|m| m.occurred_at).min() {
+        crate::service::periods::check_open(conn, earliest, "occurred_at")?;
+    }
     check_plan(conn, movements)?;
     if before.is_none() {
         store::ledger::insert_document(conn, doc)?;

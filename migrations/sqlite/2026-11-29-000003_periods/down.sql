@@ -1,0 +1,3 @@
+DROP INDEX movements_time;
+DROP TABLE period_balances;
+DROP TABLE periods;

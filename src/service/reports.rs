@@ -1,0 +1,1275 @@
+//! Auditor reports. Each reads one consistent state (`Db::snapshot`), cites its audit head,
+//! sums movements (never the whole journal in memory: it is folded page by page, starting
+//! from the latest closed period where it can), and returns tables.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use uuid::Uuid;
+
+use crate::domain::access::{Action, Principal};
+use crate::domain::catalog::Item;
+use crate::domain::decimal::{Money, Quantity};
+use crate::domain::ledger::document::{DocStatus, DocType};
+use crate::domain::ledger::location::{Location, LocationKind};
+use crate::domain::ledger::lot::Lot;
+use crate::domain::parties::{Donor, DonorKind, Recipient};
+use crate::domain::report::{
+    flow, stock_sign, Amount, AuditHead, Cell, ColumnKind as K, Flow, Report, RollForward, Table,
+};
+use crate::error::{Error, Result};
+use crate::store::{self, ledger as db, master, periods, Db, DbConn};
+
+/// What a report is asked for. Dates are business days, `to` inclusive.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub as_of: Option<NaiveDate>,
+    pub warehouse_id: Option<Uuid>,
+    pub item_id: Option<Uuid>,
+    pub lot_id: Option<Uuid>,
+    pub donor_id: Option<Uuid>,
+    pub recipient_id: Option<Uuid>,
+    /// Distribution summary: `province`, `city` or `county`.
+    pub region_level: Option<String>,
+    /// Expiry report: horizon in days.
+    pub within_days: Option<i64>,
+}
+
+pub const REPORTS: [&str; 9] = [
+    "stock-on-hand",
+    "stock-card",
+    "donor-statement",
+    "recipient-statement",
+    "distribution-summary",
+    "pledge-reconciliation",
+    "valuation-rollforward",
+    "expiry",
+    "disclosure",
+];
+
+fn start_of(d: NaiveDate) -> DateTime<Utc> {
+    d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()
+}
+
+fn end_of(d: NaiveDate) -> DateTime<Utc> {
+    start_of(d) + Duration::days(1)
+}
+
+fn need<T: Copy>(v: Option<T>, field: &str) -> Result<T> {
+    v.ok_or_else(|| Error::field(field, "is required for this report"))
+}
+
+/// Runs a report by name. `actor` is `None` only for the public disclosure.
+pub fn run(dbh: &Db, actor: Option<&Principal>, name: &str, p: &Params) -> Result<Report> {
+    if let Some(a) = actor {
+        a.require(Action::ReadReports)?;
+    }
+    if let (Some(f), Some(t)) = (p.from, p.to) {
+        if t < f {
+            return Err(Error::field("to", "is before from"));
+        }
+    }
+    dbh.snapshot(|conn| {
+        let mut ctx = Ctx::new(conn)?;
+        let (title, tables) = match name {
+            "stock-on-hand" => ("Stock on hand", stock_on_hand(conn, &mut ctx, p)?),
+            "stock-card" => ("Stock card", stock_card(conn, &mut ctx, p)?),
+            "donor-statement" => ("Donor statement", donor_statement(conn, &mut ctx, p)?),
+            "recipient-statement" => (
+                "Recipient statement",
+                recipient_statement(conn, &mut ctx, p)?,
+            ),
+            "distribution-summary" => (
+                "Distribution summary",
+                distribution_summary(conn, &mut ctx, p)?,
+            ),
+            "pledge-reconciliation" => (
+                "Pledge reconciliation",
+                pledge_reconciliation(conn, &mut ctx, p)?,
+            ),
+            "valuation-rollforward" => (
+                "Valuation roll-forward",
+                valuation_rollforward(conn, &mut ctx, p)?,
+            ),
+            "expiry" => ("Expiry", expiry(conn, &mut ctx, p)?),
+            "disclosure" => (
+                "Public disclosure of donations and their use",
+                disclosure(conn, &mut ctx, p)?,
+            ),
+            other => return Err(Error::not_found("report", other)),
+        };
+        let mut parameters = vec![];
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                parameters.push((k.to_string(), v));
+            }
+        };
+        add("as_of", p.as_of.map(|d| d.to_string()));
+        add("warehouse_id", p.warehouse_id.map(|d| d.to_string()));
+        add("item_id", p.item_id.map(|d| d.to_string()));
+        add("lot_id", p.lot_id.map(|d| d.to_string()));
+        add("donor_id", p.donor_id.map(|d| d.to_string()));
+        add("recipient_id", p.recipient_id.map(|d| d.to_string()));
+        add("region_level", p.region_level.clone());
+        add("within_days", p.within_days.map(|d| d.to_string()));
+        Ok(Report {
+            report: name.to_string(),
+            title: title.to_string(),
+            from: p.from,
+            to: p.to.or(p.as_of),
+            computed_at: ctx.now,
+            audit_head: ctx.head.clone(),
+            parameters,
+            tables,
+        })
+    })
+}
+
+fn cached<'a, T>(
+    map: &'a mut HashMap<Uuid, T>,
+    id: Uuid,
+    what: &'static str,
+    load: impl FnOnce() -> Result<Option<T>>,
+) -> Result<&'a T> {
+    match map.entry(id) {
+        std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            Ok(v.insert(load()?.ok_or_else(|| Error::not_found(what, id))?))
+        }
+    }
+}
+
+/// Names and classifications, loaded once per report.
+struct Ctx {
+    now: DateTime<Utc>,
+    head: AuditHead,
+    items: HashMap<Uuid, Item>,
+    lots: HashMap<Uuid, Lot>,
+    donors: HashMap<Uuid, Donor>,
+    recipients: HashMap<Uuid, Recipient>,
+    warehouses: HashMap<Uuid, String>,
+}
+
+impl Ctx {
+    fn new(conn: &mut DbConn) -> Result<Self> {
+        let head = match store::audit::head(conn)? {
+            Some((seq, hash)) => AuditHead { seq, hash },
+            None => AuditHead {
+                seq: 0,
+                hash: crate::domain::audit::GENESIS_HASH.into(),
+            },
+        };
+        Ok(Ctx {
+            now: Utc::now(),
+            head,
+            items: HashMap::new(),
+            lots: HashMap::new(),
+            donors: HashMap::new(),
+            recipients: HashMap::new(),
+            warehouses: HashMap::new(),
+        })
+    }
+
+    fn item(&mut self, conn: &mut DbConn, id: Uuid) -> Result<&Item> {
+        cached(&mut self.items, id, "item", || master::get_item(conn, id))
+    }
+
+    fn lot(&mut self, conn: &mut DbConn, id: Uuid) -> Result<&Lot> {
+        cached(&mut self.lots, id, "lot", || db::get_lot(conn, id))
+    }
+
+    fn donor(&mut self, conn: &mut DbConn, id: Uuid) -> Result<&Donor> {
+        cached(&mut self.donors, id, "donor", || {
+            master::get_donor(conn, id)
+        })
+    }
+
+    fn recipient(&mut self, conn: &mut DbConn, id: Uuid) -> Result<&Recipient> {
+        cached(&mut self.recipients, id, "recipient", || {
+            master::get_recipient(conn, id)
+        })
+    }
+
+    fn place(&mut self, conn: &mut DbConn, loc: Location) -> Result<String> {
+        Ok(match loc.kind {
+            LocationKind::Warehouse | LocationKind::Loss => {
+                let name = cached(&mut self.warehouses, loc.id, "warehouse", || {
+                    Ok(master::get_warehouse(conn, loc.id)?.map(|w| w.name))
+                })?
+                .clone();
+                if loc.kind == LocationKind::Loss {
+                    format!("loss at {name}")
+                } else {
+                    name
+                }
+            }
+            LocationKind::Transit => format!("in transit ({})", loc.id),
+            LocationKind::Donor => self.donor(conn, loc.id)?.name.clone(),
+            LocationKind::Recipient => self.recipient(conn, loc.id)?.name.clone(),
+        })
+    }
+}
+
+/// Book positions per (lot, location) at instant `t`: the latest closing position at or
+/// before `t`, plus the movements since. The cost is what happened since the last close.
+pub fn positions_at(
+    conn: &mut DbConn,
+    t: DateTime<Utc>,
+) -> Result<HashMap<(Uuid, Location), (Uuid, Amount)>> {
+    let (mut pos, since) = match periods::latest_until(conn, t)? {
+        Some(p) => (periods::balances(conn, p.id)?, Some(p.closed_until)),
+        None => (HashMap::new(), None),
+    };
+    db::each_movement_between(conn, since, Some(t), |m| {
+        let a = Amount::of(&m);
+        pos.entry((m.lot_id, m.from))
+            .or_insert((m.item_id, Amount::default()))
+            .1
+            .add(a, -1);
+        pos.entry((m.lot_id, m.to))
+            .or_insert((m.item_id, Amount::default()))
+            .1
+            .add(a, 1);
+        Ok(())
+    })?;
+    Ok(pos)
+}
+
+fn item_cells(it: &Item) -> Vec<Cell> {
+    vec![
+        it.code.clone().into(),
+        it.name.clone().into(),
+        it.base_unit.clone().into(),
+    ]
+}
+
+const ITEM_COLS: [(&str, &str, K); 3] = [
+    ("item_code", "Item", K::Text),
+    ("item_name", "Name", K::Text),
+    ("unit", "Unit", K::Text),
+];
+
+fn cols(
+    prefix: &[(&'static str, &'static str, K)],
+    rest: &[(&'static str, &'static str, K)],
+) -> Vec<(&'static str, &'static str, K)> {
+    prefix.iter().chain(rest).copied().collect()
+}
+
+// ---------------------------------------------------------------- stock on hand
+
+fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
+    let day = p.as_of.unwrap_or(ctx.now.date_naive());
+    let at = if p.as_of.is_some() {
+        end_of(day)
+    } else {
+        ctx.now
+    };
+    let pos = positions_at(conn, at)?;
+    let mut keys: Vec<_> = pos
+        .iter()
+        .filter(|((lot, loc), (item, a))| {
+            loc.holds_stock()
+                && a.qty != 0
+                && p.warehouse_id
+                    .is_none_or(|w| loc.kind == LocationKind::Warehouse && loc.id == w)
+                && p.item_id.is_none_or(|i| i == *item)
+                && p.lot_id.is_none_or(|l| l == *lot)
+        })
+        .map(|(k, (item, a))| (*k, *item, *a))
+        .collect();
+    keys.sort_by_key(|((lot, loc), item, _)| {
+        (loc.kind != LocationKind::Warehouse, loc.id, *item, *lot)
+    });
+    let items: Vec<Uuid> = keys.iter().map(|(_, i, _)| *i).collect();
+    let values = db::values_on(conn, &items, day)?;
+    let mut t = Table::new(
+        "stock",
+        &cols(
+            &[("location", "Location", K::Text)],
+            &cols(
+                &ITEM_COLS,
+                &[
+                    ("lot_number", "Lot", K::Text),
+                    ("expiry_date", "Expiry", K::Date),
+                    ("quantity", "Quantity", K::Quantity),
+                    ("unit_value", "Unit value", K::Money),
+                    ("value", "Estimated value", K::Money),
+                ],
+            ),
+        ),
+    );
+    let mut totals: BTreeMap<String, (Uuid, Quantity, Money)> = BTreeMap::new();
+    let mut grand = Money::ZERO;
+    for ((lot, loc), item, a) in keys {
+        let q = a.quantity();
+        let (uv, value, _) = values.price(item, q);
+        let place = ctx.place(conn, loc)?;
+        let l = ctx.lot(conn, lot)?.clone();
+        let it = ctx.item(conn, item)?.clone();
+        let mut row: Vec<Cell> = vec![place.into()];
+        row.extend(item_cells(&it));
+        row.extend([
+            l.lot_number.into(),
+            l.expiry_date.into(),
+            q.into(),
+            Cell::Text(uv.to_string()),
+            value.into(),
+        ]);
+        t.push(row);
+        let e = totals
+            .entry(it.code.clone())
+            .or_insert((item, Quantity::ZERO, Money::ZERO));
+        e.1 = e.1.checked_add(q).expect("bounded");
+        e.2 = e.2.checked_add(value).expect("bounded");
+        grand = grand.checked_add(value).expect("bounded");
+    }
+    t.totals = Some(vec![
+        "Total".into(),
+        Cell::Empty,
+        Cell::Empty,
+        Cell::Empty,
+        Cell::Empty,
+        Cell::Empty,
+        Cell::Empty,
+        Cell::Empty,
+        grand.into(),
+    ]);
+    let mut by_item = Table::new(
+        "totals by item",
+        &cols(
+            &ITEM_COLS,
+            &[
+                ("quantity", "Quantity", K::Quantity),
+                ("value", "Estimated value", K::Money),
+            ],
+        ),
+    );
+    for (_, (item, q, v)) in totals {
+        let it = ctx.item(conn, item)?.clone();
+        let mut row = item_cells(&it);
+        row.extend([q.into(), v.into()]);
+        by_item.push(row);
+    }
+    by_item.totals = Some(vec![
+        "Total".into(),
+        Cell::Empty,
+        Cell::Empty,
+        Cell::Empty,
+        grand.into(),
+    ]);
+    Ok(vec![t, by_item])
+}
+
+// ---------------------------------------------------------------- stock card
+
+fn stock_card(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
+    let item = need(p.item_id, "item_id")?;
+    let warehouse = need(p.warehouse_id, "warehouse_id")?;
+    let from = need(p.from, "from")?;
+    let to = need(p.to, "to")?;
+    let it = ctx.item(conn, item)?.clone();
+    let here = Location::warehouse(warehouse);
+    let opening_pos = positions_at(conn, start_of(from))?;
+    let mut bal = Amount::default();
+    for ((lot, loc), (i, a)) in &opening_pos {
+        if *loc == here && *i == item && p.lot_id.is_none_or(|l| l == *lot) {
+            bal.add(*a, 1);
+        }
+    }
+    let mut t = Table::new(
+        &format!("stock card {} at {}", it.code, ctx.place(conn, here)?),
+        &[
+            ("occurred_at", "Date", K::Time),
+            ("seq", "Journal no.", K::Integer),
+            ("document_type", "Document", K::Text),
+            ("document_id", "Document id", K::Text),
+            ("lot_number", "Lot", K::Text),
+            ("counterpart", "From / to", K::Text),
+            ("in", "In", K::Quantity),
+            ("out", "Out", K::Quantity),
+            ("balance", "Balance", K::Quantity),
+            ("value", "Value", K::Money),
+        ],
+    );
+    let mut opening = vec![Cell::Empty; 10];
+    opening[5] = "Opening balance".into();
+    opening[8] = bal.quantity().into();
+    t.push(opening);
+    let mut rows = vec![];
+    db::each_movement_between(conn, Some(start_of(from)), Some(end_of(to)), |m| {
+        if m.item_id == item
+            && (m.from == here || m.to == here)
+            && p.lot_id.is_none_or(|l| l == m.lot_id)
+        {
+            rows.push(m);
+        }
+        Ok(())
+    })?;
+    rows.sort_by_key(|m| (m.occurred_at, m.seq));
+    let (mut total_in, mut total_out) = (Quantity::ZERO, Quantity::ZERO);
+    for m in rows {
+        let incoming = m.to == here;
+        let a = Amount::of(&m);
+        bal.add(a, if incoming { 1 } else { -1 });
+        let other = ctx.place(conn, if incoming { m.from } else { m.to })?;
+        let lot_no = ctx.lot(conn, m.lot_id)?.lot_number.clone();
+        if incoming {
+            total_in = total_in.checked_add(m.quantity).expect("bounded");
+        } else {
+            total_out = total_out.checked_add(m.quantity).expect("bounded");
+        }
+        t.push(vec![
+            m.occurred_at.into(),
+            Cell::Int(m.seq),
+            m.document_type.as_str().into(),
+            m.document_id.to_string().into(),
+            lot_no.into(),
+            other.into(),
+            if incoming {
+                m.quantity.into()
+            } else {
+                Cell::Empty
+            },
+            if incoming {
+                Cell::Empty
+            } else {
+                m.quantity.into()
+            },
+            bal.quantity().into(),
+            m.value.into(),
+        ]);
+    }
+    let mut closing = vec![Cell::Empty; 10];
+    closing[5] = "Closing balance".into();
+    closing[6] = total_in.into();
+    closing[7] = total_out.into();
+    closing[8] = bal.quantity().into();
+    t.totals = Some(closing);
+    Ok(vec![t])
+}
+
+// ---------------------------------------------------------------- donors
+
+/// What a movement means to the donor of its lot, by the virtual location on its far side:
+/// received (donor), distributed (recipient), written off (loss). Reversals and finds net
+/// against the same figure, so every total is the net effect.
+#[derive(Default, Clone, Copy)]
+struct Net {
+    received: Amount,
+    distributed: Amount,
+    written_off: Amount,
+}
+
+impl Net {
+    fn add(&mut self, m: &crate::domain::ledger::movement::Movement) {
+        let sign = stock_sign(m);
+        if sign == 0 {
+            return;
+        }
+        let far = if sign > 0 { m.from } else { m.to };
+        let a = Amount::of(m);
+        match far.kind {
+            LocationKind::Donor => self.received.add(a, sign),
+            LocationKind::Recipient => self.distributed.add(a, -sign),
+            LocationKind::Loss => self.written_off.add(a, -sign),
+            LocationKind::Warehouse | LocationKind::Transit => {}
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct DonorLine {
+    pledged: i64,
+    pledged_open: i64,
+    received_against: i64,
+    declared_cents: i64,
+    net: Net,
+    on_hand: Amount,
+}
+
+fn donor_name(d: &Donor) -> String {
+    if d.kind == DonorKind::Anonymous {
+        "匿名捐赠 (anonymous)".into()
+    } else {
+        d.name.clone()
+    }
+}
+
+fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
+    let to = p.to.map(end_of).unwrap_or(ctx.now);
+    let from = p.from.map(start_of);
+    if let Some(d) = p.donor_id {
+        ctx.donor(conn, d)?;
+    }
+    let mut lines: BTreeMap<(Uuid, Uuid), DonorLine> = BTreeMap::new();
+    // Promises: pledges' lines. A cancelled pledge promises nothing beyond what it delivered.
+    let pledges = db::list_documents(
+        conn,
+        &db::DocFilter {
+            doc_type: Some(DocType::Pledge),
+            donor_id: p.donor_id,
+            limit: i64::MAX,
+            ..Default::default()
+        },
+    )?;
+    for pl in &pledges {
+        let received = db::pledge_received(conn, pl.id)?;
+        let donor = pl.donor_id.expect("pledges have donors");
+        for l in &pl.lines {
+            let got = received.get(&l.line_no).map(|q| q.to_scaled()).unwrap_or(0);
+            let e = lines.entry((donor, l.item_id)).or_default();
+            e.pledged += l.quantity.to_scaled();
+            e.received_against += got;
+            e.pledged_open += if pl.status == DocStatus::Cancelled {
+                got
+            } else {
+                l.quantity.to_scaled()
+            };
+            e.declared_cents += l.declared_value.map(Money::to_scaled).unwrap_or(0);
+        }
+    }
+    let lot_donor = db::lot_donors(conn)?;
+    let mut details = vec![];
+    db::each_movement_between(conn, from, Some(to), |m| {
+        let donor = lot_donor[&m.lot_id];
+        if p.donor_id.is_some_and(|d| d != donor) {
+            return Ok(());
+        }
+        lines.entry((donor, m.item_id)).or_default().net.add(&m);
+        let to_recipient =
+            m.to.kind == LocationKind::Recipient || m.from.kind == LocationKind::Recipient;
+        if p.donor_id.is_some() && to_recipient {
+            details.push(m);
+        }
+        Ok(())
+    })?;
+    for ((lot, loc), (item, a)) in positions_at(conn, to)? {
+        let donor = lot_donor[&lot];
+        if loc.holds_stock() && a.qty != 0 && p.donor_id.is_none_or(|d| d == donor) {
+            lines.entry((donor, item)).or_default().on_hand.add(a, 1);
+        }
+    }
+    let mut summary = Table::new(
+        "by donor and item",
+        &cols(
+            &[("donor", "Donor", K::Text)],
+            &cols(
+                &ITEM_COLS,
+                &[
+                    ("pledged", "Pledged", K::Quantity),
+                    ("received", "Received", K::Quantity),
+                    ("outstanding", "Outstanding", K::Quantity),
+                    ("distributed", "Distributed", K::Quantity),
+                    ("written_off", "Written off", K::Quantity),
+                    ("on_hand", "On hand", K::Quantity),
+                    ("declared_value", "Declared value", K::Money),
+                    ("estimated_value", "Estimated value received", K::Money),
+                    ("difference", "Estimated − declared", K::Money),
+                    ("distributed_value", "Value distributed", K::Money),
+                ],
+            ),
+        ),
+    );
+    let (mut tot_decl, mut tot_est, mut tot_dist) = (0i64, 0i64, 0i64);
+    for ((donor, item), l) in lines {
+        let name = donor_name(ctx.donor(conn, donor)?);
+        let it = ctx.item(conn, item)?.clone();
+        let outstanding = (l.pledged_open - l.received_against).max(0);
+        tot_decl += l.declared_cents;
+        tot_est += l.net.received.cents;
+        tot_dist += l.net.distributed.cents;
+        let mut row: Vec<Cell> = vec![name.into()];
+        row.extend(item_cells(&it));
+        row.extend([
+            Quantity::from_scaled(l.pledged).into(),
+            l.net.received.quantity().into(),
+            Quantity::from_scaled(outstanding).into(),
+            l.net.distributed.quantity().into(),
+            l.net.written_off.quantity().into(),
+            l.on_hand.quantity().into(),
+            Money::from_scaled(l.declared_cents).into(),
+            l.net.received.money().into(),
+            Money::from_scaled(l.net.received.cents - l.declared_cents).into(),
+            l.net.distributed.money().into(),
+        ]);
+        summary.push(row);
+    }
+    let mut totals = vec![Cell::from("Total")];
+    totals.extend(std::iter::repeat_n(Cell::Empty, 9));
+    totals.extend([
+        Money::from_scaled(tot_decl).into(),
+        Money::from_scaled(tot_est).into(),
+        Money::from_scaled(tot_est - tot_decl).into(),
+        Money::from_scaled(tot_dist).into(),
+    ]);
+    summary.totals = Some(totals);
+    let mut tables = vec![summary];
+    if p.donor_id.is_some() {
+        let mut t = Table::new(
+            "where the goods went",
+            &cols(
+                &[
+                    ("occurred_at", "Date", K::Time),
+                    ("recipient", "Recipient", K::Text),
+                ],
+                &cols(
+                    &ITEM_COLS,
+                    &[
+                        ("lot_number", "Lot", K::Text),
+                        ("quantity", "Quantity", K::Quantity),
+                        ("value", "Value", K::Money),
+                        ("document_id", "Shipment", K::Text),
+                    ],
+                ),
+            ),
+        );
+        for m in details {
+            let (recipient, sign) = if m.to.kind == LocationKind::Recipient {
+                (m.to, 1)
+            } else {
+                (m.from, -1)
+            };
+            let name = ctx.place(conn, recipient)?;
+            let it = ctx.item(conn, m.item_id)?.clone();
+            let lot_no = ctx.lot(conn, m.lot_id)?.lot_number.clone();
+            let mut a = Amount::default();
+            a.add(Amount::of(&m), sign);
+            let mut row: Vec<Cell> = vec![m.occurred_at.into(), name.into()];
+            row.extend(item_cells(&it));
+            row.extend([
+                lot_no.into(),
+                a.quantity().into(),
+                a.money().into(),
+                m.document_id.to_string().into(),
+            ]);
+            t.push(row);
+        }
+        tables.push(t);
+    }
+    Ok(tables)
+}
+
+// ---------------------------------------------------------------- recipients
+
+fn recipient_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
+    let recipient = need(p.recipient_id, "recipient_id")?;
+    let r = ctx.recipient(conn, recipient)?.clone();
+    let here = Location::recipient(recipient);
+    let lot_donor = db::lot_donors(conn)?;
+    let mut rows = vec![];
+    db::each_movement_between(
+        conn,
+        p.from.map(start_of),
+        Some(p.to.map(end_of).unwrap_or(ctx.now)),
+        |m| {
+            if m.to == here || m.from == here {
+                rows.push(m);
+            }
+            Ok(())
+        },
+    )?;
+    let mut t = Table::new(
+        &format!("received by {}", r.name),
+        &cols(
+            &[
+                ("occurred_at", "Date", K::Time),
+                ("donor", "Donor", K::Text),
+            ],
+            &cols(
+                &ITEM_COLS,
+                &[
+                    ("lot_number", "Lot", K::Text),
+                    ("quantity", "Quantity", K::Quantity),
+                    ("value", "Value", K::Money),
+                    ("document_id", "Shipment", K::Text),
+                ],
+            ),
+        ),
+    );
+    let mut by_item: BTreeMap<Uuid, Amount> = BTreeMap::new();
+    let mut total = Amount::default();
+    for m in rows {
+        let sign = if m.to == here { 1 } else { -1 };
+        let mut a = Amount::default();
+        a.add(Amount::of(&m), sign);
+        by_item.entry(m.item_id).or_default().add(a, 1);
+        total.add(a, 1);
+        let donor = donor_name(ctx.donor(conn, lot_donor[&m.lot_id])?);
+        let it = ctx.item(conn, m.item_id)?.clone();
+        let lot_no = ctx.lot(conn, m.lot_id)?.lot_number.clone();
+        let mut row: Vec<Cell> = vec![m.occurred_at.into(), donor.into()];
+        row.extend(item_cells(&it));
+        row.extend([
+            lot_no.into(),
+            a.quantity().into(),
+            a.money().into(),
+            m.document_id.to_string().into(),
+        ]);
+        t.push(row);
+    }
+    let mut totals = vec![Cell::from("Total")];
+    totals.extend(std::iter::repeat_n(Cell::Empty, 6));
+    totals.extend([total.money().into(), Cell::Empty]);
+    t.totals = Some(totals);
+    let mut items = Table::new(
+        "by item",
+        &cols(
+            &ITEM_COLS,
+            &[
+                ("quantity", "Quantity", K::Quantity),
+                ("value", "Value", K::Money),
+            ],
+        ),
+    );
+    for (item, a) in by_item {
+        let it = ctx.item(conn, item)?.clone();
+        let mut row = item_cells(&it);
+        row.extend([a.quantity().into(), a.money().into()]);
+        items.push(row);
+    }
+    items.totals = Some(vec![
+        "Total".into(),
+        Cell::Empty,
+        Cell::Empty,
+        Cell::Empty,
+        total.money().into(),
+    ]);
+    Ok(vec![t, items])
+}
+
+// ---------------------------------------------------------------- distribution
+
+fn per_head(value: Money, heads: i64) -> Cell {
+    if heads == 0 {
+        return Cell::Empty;
+    }
+    let v = (value.value() / rust_decimal::Decimal::from(heads))
+        .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    Money::new(v).map(Cell::Money).unwrap_or(Cell::Empty)
+}
+
+fn distribution_summary(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
+    let digits = match p.region_level.as_deref().unwrap_or("county") {
+        "province" => 2,
+        "city" => 4,
+        "county" => 6,
+        _ => {
+            return Err(Error::field(
+                "region_level",
+                "must be province, city or county",
+            ))
+        }
+    };
+    let mut per_recipient: BTreeMap<Uuid, Amount> = BTreeMap::new();
+    let mut per_item: BTreeMap<Uuid, Amount> = BTreeMap::new();
+    let mut net_recipient: BTreeMap<Uuid, BTreeMap<Uuid, Amount>> = BTreeMap::new();
+    db::each_movement_between(
+        conn,
+        p.from.map(start_of),
+        Some(p.to.map(end_of).unwrap_or(ctx.now)),
+        |m| {
+            let (r, sign) = match (m.from.kind, m.to.kind) {
+                (_, LocationKind::Recipient) => (m.to.id, 1),
+                (LocationKind::Recipient, _) => (m.from.id, -1),
+                _ => return Ok(()),
+            };
+            if p.item_id.is_some_and(|i| i != m.item_id) {
+                return Ok(());
+            }
+            let a = Amount::of(&m);
+            per_recipient.entry(r).or_default().add(a, sign);
+            per_item.entry(m.item_id).or_default().add(a, sign);
+            net_recipient
+                .entry(r)
+                .or_default()
+                .entry(m.item_id)
+                .or_default()
+                .add(a, sign);
+            Ok(())
+        },
+    )?;
+    let mut by_kind: BTreeMap<String, (i64, i64, Amount)> = BTreeMap::new();
+    let mut by_region: BTreeMap<String, (i64, i64, Amount)> = BTreeMap::new();
+    for (r, a) in &per_recipient {
+        let rec = ctx.recipient(conn, *r)?.clone();
+        for (key, map) in [
+            (crate::store::enum_str(&rec.kind), &mut by_kind),
+            (rec.region_code[..digits].to_string(), &mut by_region),
+        ] {
+            let e = map.entry(key).or_insert((0, 0, Amount::default()));
+            e.0 += 1;
+            e.1 += rec.headcount.map(i64::from).unwrap_or(0);
+            e.2.add(*a, 1);
+        }
+    }
+    let group_cols = |first: (&'static str, &'static str, K)| {
+        vec![
+            first,
+            ("recipients", "Recipients", K::Integer),
+            ("headcount", "People served (known)", K::Integer),
+            ("value", "Value", K::Money),
+            ("value_per_head", "Value per head", K::Money),
+        ]
+    };
+    let total: Amount = per_recipient.values().fold(Amount::default(), |mut t, a| {
+        t.add(*a, 1);
+        t
+    });
+    let group_table = |name: &str, first, map: BTreeMap<String, (i64, i64, Amount)>| {
+        let mut t = Table::new(name, &group_cols(first));
+        let (mut n, mut h) = (0, 0);
+        for (k, (count, heads, a)) in map {
+            n += count;
+            h += heads;
+            t.push(vec![
+                k.into(),
+                Cell::Int(count),
+                Cell::Int(heads),
+                a.money().into(),
+                per_head(a.money(), heads),
+            ]);
+        }
+        t.totals = Some(vec![
+            "Total".into(),
+            Cell::Int(n),
+            Cell::Int(h),
+            total.money().into(),
+            per_head(total.money(), h),
+        ]);
+        t
+    };
+    let kinds = group_table(
+        "by recipient kind",
+        ("kind", "Recipient kind", K::Text),
+        by_kind,
+    );
+    let regions = group_table("by region", ("region", "Region code", K::Text), by_region);
+    let mut items = Table::new(
+        "by item",
+        &cols(
+            &ITEM_COLS,
+            &[
+                ("quantity", "Quantity", K::Quantity),
+                ("value", "Value", K::Money),
+            ],
+        ),
+    );
+    for (item, a) in per_item {
+        let it = ctx.item(conn, item)?.clone();
+        let mut row = item_cells(&it);
+        row.extend([a.quantity().into(), a.money().into()]);
+        items.push(row);
+    }
+    items.totals = Some(vec![
+        "Total".into(),
+        Cell::Empty,
+        Cell::Empty,
+        Cell::Empty,
+        total.money().into(),
+    ]);
+    Ok(vec![kinds, regions, items])
+}
+
+// ---------------------------------------------------------------- pledges
+
+fn pledge_reconciliation(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
+    let today = p.as_of.unwrap_or(ctx.now.date_naive());
+    let pledges = db::list_documents(
+        conn,
+        &db::DocFilter {
+            doc_type: Some(DocType::Pledge),
+            donor_id: p.donor_id,
+            limit: i64::MAX,
+            ..Default::default()
+        },
+    )?;
+    let mut t = Table::new(
+        "pledges",
+        &cols(
+            &[
+                ("pledge_id", "Pledge", K::Text),
+                ("donor", "Donor", K::Text),
+                ("expected_date", "Expected", K::Date),
+                ("status", "Status", K::Text),
+            ],
+            &cols(
+                &ITEM_COLS,
+                &[
+                    ("pledged", "Pledged", K::Quantity),
+                    ("received", "Received", K::Quantity),
+                    ("outstanding", "Outstanding", K::Quantity),
+                    ("overdue", "Overdue", K::Text),
+                ],
+            ),
+        ),
+    );
+    let mut overdue_count = 0;
+    for pl in pledges {
+        let received = db::pledge_received(conn, pl.id)?;
+        let status = crate::domain::ledger::plan::shown_status(&pl, today);
+        let donor = donor_name(ctx.donor(conn, pl.donor_id.expect("pledges have donors"))?);
+        for l in &pl.lines {
+            let got = received.get(&l.line_no).copied().unwrap_or(Quantity::ZERO);
+            let left = if pl.status == DocStatus::Cancelled {
+                Quantity::ZERO
+            } else {
+                l.quantity
+                    .checked_sub(got)
+                    .filter(|q| *q > Quantity::ZERO)
+                    .unwrap_or(Quantity::ZERO)
+            };
+            let overdue = !left.is_zero() && pl.details.expected_date.is_some_and(|d| d < today);
+            overdue_count += i64::from(overdue);
+            let it = ctx.item(conn, l.item_id)?.clone();
+            let mut row: Vec<Cell> = vec![
+                pl.id.to_string().into(),
+                donor.clone().into(),
+                pl.details.expected_date.into(),
+                crate::store::enum_str(&status).into(),
+            ];
+            row.extend(item_cells(&it));
+            row.extend([
+                l.quantity.into(),
+                got.into(),
+                left.into(),
+                (if overdue { "overdue" } else { "" }).into(),
+            ]);
+            t.push(row);
+        }
+    }
+    let mut totals = vec![Cell::from("Overdue lines")];
+    totals.extend(std::iter::repeat_n(Cell::Empty, 9));
+    totals.push(Cell::Int(overdue_count).text().into());
+    t.totals = Some(totals);
+    Ok(vec![t])
+}
+
+// ---------------------------------------------------------------- valuation
+
+/// Per item: opening + received + found − distributed − written off + reversals = closing,
+/// in quantity and book value (the frozen values of the movements). Checked before answering.
+pub fn rollforward(
+    conn: &mut DbConn,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<BTreeMap<Uuid, RollForward>> {
+    let mut rows: BTreeMap<Uuid, RollForward> = BTreeMap::new();
+    for ((_, loc), (item, a)) in positions_at(conn, from)? {
+        if loc.holds_stock() {
+            let r = rows.entry(item).or_default();
+            r.opening.add(a, 1);
+            r.closing.add(a, 1);
+        }
+    }
+    db::each_movement_between(conn, Some(from), Some(to), |m| {
+        if flow(&m) != Flow::Internal {
+            rows.entry(m.item_id).or_default().add(&m);
+        }
+        Ok(())
+    })?;
+    for (item, r) in &rows {
+        if !r.holds() {
+            return Err(Error::Internal(format!(
+                "roll-forward identity broken for item {item}"
+            )));
+        }
+    }
+    Ok(rows)
+}
+
+fn valuation_rollforward(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
+    let from = need(p.from, "from")?;
+    let to = need(p.to, "to")?;
+    let rows = rollforward(conn, start_of(from), end_of(to))?;
+    let names = [
+        ("opening", "Opening"),
+        ("received", "Received"),
+        ("found", "Found"),
+        ("distributed", "Distributed"),
+        ("written_off", "Written off"),
+        ("reversals", "Reversals (net)"),
+        ("closing", "Closing"),
+    ];
+    let mut spec: Vec<(&'static str, &'static str, K)> = ITEM_COLS.to_vec();
+    let qty_keys = [
+        "opening_qty",
+        "received_qty",
+        "found_qty",
+        "distributed_qty",
+        "written_off_qty",
+        "reversals_qty",
+        "closing_qty",
+    ];
+    let val_keys = [
+        "opening_value",
+        "received_value",
+        "found_value",
+        "distributed_value",
+        "written_off_value",
+        "reversals_value",
+        "closing_value",
+    ];
+    for (i, (_, label)) in names.iter().enumerate() {
+        spec.push((qty_keys[i], label, K::Quantity));
+    }
+    for (i, (_, label)) in names.iter().enumerate() {
+        spec.push((val_keys[i], label, K::Money));
+    }
+    let mut t = Table::new("by item: quantity, then value", &spec);
+    let mut total = RollForward::default();
+    for (item, r) in rows {
+        let it = ctx.item(conn, item)?.clone();
+        let parts = [
+            r.opening,
+            r.received,
+            r.found,
+            r.distributed,
+            r.written_off,
+            r.reversals,
+            r.closing,
+        ];
+        let mut row = item_cells(&it);
+        row.extend(parts.iter().map(|a| Cell::Qty(a.quantity())));
+        row.extend(parts.iter().map(|a| Cell::Money(a.money())));
+        t.push(row);
+        for (sum, a) in [
+            (&mut total.opening, r.opening),
+            (&mut total.received, r.received),
+            (&mut total.found, r.found),
+            (&mut total.distributed, r.distributed),
+            (&mut total.written_off, r.written_off),
+            (&mut total.reversals, r.reversals),
+            (&mut total.closing, r.closing),
+        ] {
+            sum.add(a, 1);
+        }
+    }
+    let mut totals = vec![Cell::from("Total"), Cell::Empty, Cell::Empty];
+    totals.extend(std::iter::repeat_n(Cell::Empty, 7));
+    totals.extend(
+        [
+            total.opening,
+            total.received,
+            total.found,
+            total.distributed,
+            total.written_off,
+            total.reversals,
+            total.closing,
+        ]
+        .iter()
+        .map(|a| Cell::Money(a.money())),
+    );
+    t.totals = Some(totals);
+    Ok(vec![t])
+}
+
+// ---------------------------------------------------------------- expiry
+
+fn expiry(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
+    let within = p.within_days.unwrap_or(30);
+    if !(0..=3650).contains(&within) {
+        return Err(Error::field("within_days", "must be between 0 and 3650"));
+    }
+    let today = ctx.now.date_naive();
+    let horizon = today + Duration::days(within);
+    let mut t = Table::new(
+        &format!("lots on hand expiring by {horizon}, and expired"),
+        &cols(
+            &[("location", "Location", K::Text)],
+            &cols(
+                &ITEM_COLS,
+                &[
+                    ("lot_number", "Lot", K::Text),
+                    ("expiry_date", "Expiry", K::Date),
+                    ("days_left", "Days left", K::Integer),
+                    ("status", "Status", K::Text),
+                    ("on_hold", "On hold", K::Text),
+                    ("quantity", "Quantity", K::Quantity),
+                ],
+            ),
+        ),
+    );
+    let mut rows = db::stock(
+        conn,
+        &db::StockFilter {
+            warehouses: p.warehouse_id.map(|w| vec![w]),
+            ..Default::default()
+        },
+    )?;
+    rows.retain(|b| b.lot.expiry_date.is_some_and(|e| e <= horizon));
+    rows.sort_by_key(|b| (b.lot.expiry_date, b.location.id));
+    for b in rows {
+        let exp = b.lot.expiry_date.expect("filtered");
+        let place = ctx.place(conn, b.location)?;
+        let it = ctx.item(conn, b.lot.item_id)?.clone();
+        let days = (exp - today).num_days();
+        let mut row: Vec<Cell> = vec![place.into()];
+        row.extend(item_cells(&it));
+        row.extend([
+            b.lot.lot_number.into(),
+            exp.into(),
+            Cell::Int(days),
+            (if exp < today { "expired" } else { "expiring" }).into(),
+            (if b.lot.on_hold { "yes" } else { "" }).into(),
+            b.quantity.into(),
+        ]);
+        t.push(row);
+    }
+    Ok(vec![t])
+}
+
+// ---------------------------------------------------------------- disclosure
+
+/// What charities publish: donations received and their use, by donor (anonymous donors as
+/// such) and by recipient kind and region. No contact data, no ids of people.
+fn disclosure(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
+    let lot_donor = db::lot_donors(conn)?;
+    let mut received: BTreeMap<(String, Uuid), Amount> = BTreeMap::new();
+    let mut used: BTreeMap<(String, String), Amount> = BTreeMap::new();
+    let mut moves = vec![];
+    db::each_movement_between(
+        conn,
+        p.from.map(start_of),
+        Some(p.to.map(end_of).unwrap_or(ctx.now)),
+        |m| {
+            let sign = stock_sign(&m);
+            let far = if sign > 0 { m.from } else { m.to };
+            if sign != 0 && matches!(far.kind, LocationKind::Donor | LocationKind::Recipient) {
+                moves.push((m.item_id, lot_donor[&m.lot_id], far, sign, Amount::of(&m)));
+            }
+            Ok(())
+        },
+    )?;
+    for (item, donor, far, sign, a) in moves {
+        match far.kind {
+            LocationKind::Donor => {
+                let name = donor_name(ctx.donor(conn, donor)?);
+                received.entry((name, item)).or_default().add(a, sign);
+            }
+            _ => {
+                let r = ctx.recipient(conn, far.id)?.clone();
+                used.entry((crate::store::enum_str(&r.kind), r.region_code.clone()))
+                    .or_default()
+                    .add(a, -sign);
+            }
+        }
+    }
+    let mut t1 = Table::new(
+        "donations received",
+        &cols(
+            &[("donor", "Donor", K::Text)],
+            &cols(
+                &ITEM_COLS,
+                &[
+                    ("quantity", "Quantity", K::Quantity),
+                    ("value", "Estimated value", K::Money),
+                ],
+            ),
+        ),
+    );
+    let mut total_in = Amount::default();
+    for ((donor, item), a) in received {
+        let it = ctx.item(conn, item)?.clone();
+        total_in.add(a, 1);
+        let mut row: Vec<Cell> = vec![donor.into()];
+        row.extend(item_cells(&it));
+        row.extend([a.quantity().into(), a.money().into()]);
+        t1.push(row);
+    }
+    t1.totals = Some(vec![
+        "Total".into(),
+        Cell::Empty,
+        Cell::Empty,
+        Cell::Empty,
+        Cell::Empty,
+        total_in.money().into(),
+    ]);
+    let mut t2 = Table::new(
+        "use: delivered to recipients",
+        &[
+            ("kind", "Recipient kind", K::Text),
+            ("region", "Region code", K::Text),
+            ("value", "Estimated value", K::Money),
+        ],
+    );
+    let mut total_out = Amount::default();
+    for ((kind, region), a) in used {
+        total_out.add(a, 1);
+        t2.push(vec![kind.into(), region.into(), a.money().into()]);
+    }
+    t2.totals = Some(vec!["Total".into(), Cell::Empty, total_out.money().into()]);
+    Ok(vec![t1, t2])
+}
+
+// ---------------------------------------------------------------- journal export
+
+/// What a journal export is pinned to: the audit head and the last movement at its start.
+/// Movements are append-only and numbered in order, so pages read later stop at `last_seq`
+/// and the export matches the head it cites.
+pub struct JournalStart {
+    pub head: AuditHead,
+    pub last_seq: i64,
+    pub movements: i64,
+    codes: HashMap<Uuid, String>,
+}
+
+pub fn journal_start(dbh: &Db, actor: &Principal) -> Result<JournalStart> {
+    actor.require(Action::CheckLedger)?;
+    dbh.snapshot(|conn| {
+        let ctx = Ctx::new(conn)?;
+        let (movements, last_seq) = db::movement_stats(conn)?;
+        let items = master::list_items(
+            conn,
+            &Default::default(),
+            &master::Page {
+                after: None,
+                limit: i64::MAX,
+                include_archived: true,
+            },
+        )?;
+        Ok(JournalStart {
+            head: ctx.head,
+            last_seq,
+            movements,
+            codes: items.into_iter().map(|i| (i.meta.id, i.code)).collect(),
+        })
+    })
+}
+
+impl JournalStart {
+    pub fn header(&self) -> String {
+        crate::export::journal::header(self.head.seq, &self.head.hash, self.movements)
+    }
+}
+
+/// The next page of the journal after `after`; `None` when done.
+pub fn journal_page(dbh: &Db, start: &JournalStart, after: i64) -> Result<Option<(String, i64)>> {
+    if after >= start.last_seq {
+        return Ok(None);
+    }
+    let rows = dbh.read(|c| {
+        db::list_movements(
+            c,
+            &db::MoveFilter {
+                after_seq: Some(after),
+                limit: 2000,
+                ..Default::default()
+            },
+        )
+    })?;
+    let mut out = String::new();
+    let mut next = after;
+    for m in rows.iter().filter(|m| m.seq <= start.last_seq) {
+        let code = start
+            .codes
+            .get(&m.item_id)
+            .map(String::as_str)
+            .unwrap_or("UNKNOWN");
+        crate::export::journal::transaction(&mut out, m, code, "CNY");
+        next = m.seq;
+    }
+    Ok((next > after).then_some((out, next)))
+}
