@@ -52,6 +52,11 @@ pub enum Command {
     Verify,
     /// Load the seed report's scenario (donors, pledges, receipts, shipments) into an empty database.
     Demo,
+    /// Copy a live SQLite database consistently (for PostgreSQL use pg_dump; see docs/operations.md).
+    Backup {
+        /// Where to write the copy; must not exist.
+        dest: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -68,6 +73,13 @@ pub struct ServeArgs {
     /// Publish the donation disclosure report at /api/v1/public/disclosure, without a token.
     #[arg(long, env = "RELIEF_LEDGER_PUBLIC_DISCLOSURE")]
     pub public_disclosure: bool,
+    /// Failed authentications allowed per client address and per token, per minute.
+    #[arg(
+        long,
+        env = "RELIEF_LEDGER_AUTH_FAILURES_PER_MINUTE",
+        default_value_t = 30
+    )]
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for ServeArgs {
@@ -77,6 +89,7 @@ impl Default for ServeArgs {
             workers: None,
             pool_size: 16,
             public_disclosure: false,
+            auth_failures_per_minute: 30,
         }
     }
 }
@@ -129,6 +142,7 @@ pub fn run(cli: Cli) -> anyhow_lite::Result<i32> {
                 let settings = crate::api::Settings {
                     workers: args.workers,
                     public_disclosure: args.public_disclosure,
+                    auth_failures_per_minute: args.auth_failures_per_minute,
                 };
                 crate::api::serve(listener, db, settings)?.await
             })?;
@@ -175,6 +189,18 @@ pub fn run(cli: Cli) -> anyhow_lite::Result<i32> {
             let summary = crate::demo::load(&db)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(0)
+        }
+        Command::Backup { dest } => {
+            let db = Db::open(&cli.database_url, 1)?;
+            store::backup(&db, &dest)?;
+            let report = service::audit::verify_db(&Db::open(&dest.to_string_lossy(), 1)?)?;
+            println!(
+                "backed up to {} ({} audit events, chain {})",
+                dest.display(),
+                report.verified_events,
+                if report.valid { "valid" } else { "BROKEN" }
+            );
+            Ok(if report.valid { 0 } else { 1 })
         }
         Command::Verify => {
             let db = Db::open(&cli.database_url, 1)?;

@@ -45,6 +45,9 @@ pub enum Error {
     IdempotencyMismatch,
     #[error("a request with this Idempotency-Key is still being processed")]
     IdempotencyInFlight,
+    /// Too many failed authentications from this client or with this token.
+    #[error("too many failed authentications; retry after {retry_after} s")]
+    RateLimited { retry_after: u64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -73,6 +73,63 @@ pub async fn request_id_middleware(
 
 // ---------------------------------------------------------------- caller
 
+/// Rate-limits failed authentication, per client address and per presented token. A client
+/// or token over its limit is refused with 429 and Retry-After for every attempt, right or
+/// wrong, until the window passes, so guessing gains nothing.
+pub struct AuthGuard {
+    per_client: governor::DefaultKeyedRateLimiter<String>,
+    per_token: governor::DefaultKeyedRateLimiter<String>,
+    blocked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl AuthGuard {
+    pub fn new(per_minute: u32) -> Self {
+        let n = std::num::NonZeroU32::new(per_minute.max(1)).expect("at least one");
+        let quota = governor::Quota::per_minute(n);
+        AuthGuard {
+            per_client: governor::RateLimiter::keyed(quota),
+            per_token: governor::RateLimiter::keyed(quota),
+            blocked: Default::default(),
+        }
+    }
+
+    /// Seconds to wait, if any of these keys is blocked.
+    fn blocked_for(&self, keys: &[String]) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        blocked.retain(|_, until| *until > now);
+        keys.iter()
+            .filter_map(|k| blocked.get(k))
+            .map(|until| until.duration_since(now).as_secs() + 1)
+            .max()
+    }
+
+    /// Counts a failure; returns the wait if it crossed a limit. A client or token over
+    /// its limit is then refused for a whole minute.
+    fn failed(&self, client: &str, token: Option<&str>) -> Option<u64> {
+        const BLOCK: std::time::Duration = std::time::Duration::from_secs(60);
+        let mut over = vec![];
+        let client_key = format!("client:{client}");
+        if self.per_client.check_key(&client_key).is_err() {
+            over.push(client_key);
+        }
+        if let Some(t) = token {
+            let token_key = format!("token:{t}");
+            if self.per_token.check_key(&token_key).is_err() {
+                over.push(token_key);
+            }
+        }
+        if over.is_empty() {
+            return None;
+        }
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        for key in over {
+            blocked.insert(key, std::time::Instant::now() + BLOCK);
+        }
+        Some(BLOCK.as_secs())
+    }
+}
+
 /// The authenticated caller and the request they are making.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -211,17 +268,48 @@ impl FromRequest for Caller {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(|t| t.trim().to_string());
+        let guard = req.app_data::<web::Data<AuthGuard>>().cloned();
+        let client = req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
         Box::pin(async move {
-            let bearer = bearer.ok_or(Error::Unauthorized(
-                "send an API token as 'Authorization: Bearer <token>'",
-            ))?;
-            let db = db.ok_or_else(|| Error::Internal("no database configured".into()))?;
-            let principal =
-                blocking(move || crate::service::users::authenticate(&db, &bearer)).await?;
-            Ok(Caller {
-                principal,
-                request_id,
-            })
+            // Limits are keyed by a hash of the token, never the token itself.
+            let token_key = bearer
+                .as_deref()
+                .map(|b| crate::domain::access::token::hash(b)[..16].to_string());
+            let keys: Vec<String> = std::iter::once(format!("client:{client}"))
+                .chain(token_key.iter().map(|t| format!("token:{t}")))
+                .collect();
+            if let Some(wait) = guard.as_ref().and_then(|g| g.blocked_for(&keys)) {
+                return Err(Error::RateLimited { retry_after: wait });
+            }
+            let outcome = match bearer {
+                None => Err(Error::Unauthorized(
+                    "send an API token as 'Authorization: Bearer <token>'",
+                )),
+                Some(bearer) => {
+                    let db = db.ok_or_else(|| Error::Internal("no database configured".into()))?;
+                    blocking(move || crate::service::users::authenticate(&db, &bearer)).await
+                }
+            };
+            match outcome {
+                Ok(principal) => Ok(Caller {
+                    principal,
+                    request_id,
+                }),
+                Err(Error::Unauthorized(why)) => {
+                    let over = guard
+                        .as_ref()
+                        .and_then(|g| g.failed(&client, token_key.as_deref()));
+                    if let Some(wait) = over {
+                        tracing::warn!(client = %client, "failed authentications over the limit");
+                        return Err(Error::RateLimited { retry_after: wait });
+                    }
+                    Err(Error::Unauthorized(why))
+                }
+                Err(other) => Err(other),
+            }
         })
     }
 }

@@ -53,12 +53,24 @@ async fn not_found() -> HttpResponse {
 }
 
 /// What the operator chooses for a server.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// HTTP worker threads (default: one per core).
     pub workers: Option<usize>,
     /// Serve `/api/v1/public/disclosure` without a token.
     pub public_disclosure: bool,
+    /// Failed authentications allowed per client address and per presented token, per minute.
+    pub auth_failures_per_minute: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            workers: None,
+            public_disclosure: false,
+            auth_failures_per_minute: 30,
+        }
+    }
 }
 
 /// Starts the HTTP server on a bound listener. The returned server stops gracefully on
@@ -68,12 +80,14 @@ pub fn serve(listener: TcpListener, db: Db, settings: Settings) -> std::io::Resu
     let public = web::Data::new(routes::reports::PublicDisclosure(
         settings.public_disclosure,
     ));
+    let guard = web::Data::new(extract::AuthGuard::new(settings.auth_failures_per_minute));
     let in_flight = web::Data::new(extract::InFlight::default());
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(db.clone())
             .app_data(in_flight.clone())
             .app_data(public.clone())
+            .app_data(guard.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .app_data(web::QueryConfig::default().error_handler(extract::query_error))
             .app_data(web::PathConfig::default().error_handler(extract::path_error))

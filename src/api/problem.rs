@@ -190,6 +190,12 @@ impl From<&Error> for Problem {
                 "Request in progress",
                 "a request with this Idempotency-Key is still being processed; retry later",
             ),
+            Error::RateLimited { .. } => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many failed authentications",
+                e.to_string(),
+            ),
             Error::Replay { status, .. } => Problem::new(
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
                 "replay",
@@ -221,6 +227,13 @@ impl ResponseError for Error {
                 .insert_header(("idempotent-replayed", "true"))
                 .body(body.clone());
         }
-        Problem::from(self).response()
+        let mut res = Problem::from(self).response();
+        if let Error::RateLimited { retry_after } = self {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&retry_after.to_string()).expect("digits"),
+            );
+        }
+        res
     }
 }

@@ -283,3 +283,62 @@ mod tests {
         assert_eq!(verify(&rehashed).unwrap_err().seq, 3);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            ".{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Canonical JSON is valid JSON for the same value, and stable when re-parsed.
+        #[test]
+        fn canonical_json_round_trips(v in json_value()) {
+            let c = canonical_json(&v);
+            let back: Value = serde_json::from_str(&c).unwrap();
+            prop_assert_eq!(&back, &v);
+            prop_assert_eq!(canonical_json(&back), c);
+        }
+
+        /// Changing any field of a sealed event changes its hash.
+        #[test]
+        fn every_field_is_covered_by_the_hash(v in json_value(), name in ".{1,10}") {
+            let ev = NewEvent {
+                occurred_at: Utc::now(),
+                actor_id: "a".into(),
+                actor_name: "n".into(),
+                actor_role: "staff".into(),
+                action: "donor.create".into(),
+                entity_type: "donor".into(),
+                entity_id: "e".into(),
+                request_id: None,
+                before: None,
+                after: Some(v),
+            }
+            .seal(None);
+            let mut changed = ev.clone();
+            prop_assume!(changed.actor_name != name);
+            changed.actor_name = name;
+            prop_assert_ne!(changed.compute_hash(), ev.hash.clone());
+            let mut renumbered = ev.clone();
+            renumbered.seq += 1;
+            prop_assert_ne!(renumbered.compute_hash(), ev.hash);
+        }
+    }
+}

@@ -134,3 +134,48 @@ mod tests {
         assert!(region_prefix("370").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body() -> impl Strategy<Value = String> {
+        proptest::collection::vec(0usize..31, 17)
+            .prop_map(|ix| ix.into_iter().map(|i| CREDIT_CHARSET[i] as char).collect())
+    }
+
+    proptest! {
+        /// A code with its computed check character is accepted; changing any one character
+        /// to another valid one is refused.
+        #[test]
+        fn check_character_catches_single_changes(b in body(), pos in 0usize..18, to in 0usize..31) {
+            let check = credit_check_char(b.as_bytes()).unwrap();
+            let code = format!("{b}{check}");
+            prop_assert_eq!(credit_code(&code).unwrap(), code.clone());
+            let mut bytes = code.clone().into_bytes();
+            let replacement = CREDIT_CHARSET[to];
+            prop_assume!(bytes[pos] != replacement);
+            bytes[pos] = replacement;
+            let changed = String::from_utf8(bytes).unwrap();
+            prop_assert!(credit_code(&changed).is_err(), "{} accepted", changed);
+        }
+
+        /// Region codes: six digits under a province; prefixes of 2, 4 or 6 digits.
+        #[test]
+        fn region_codes(n in 0u32..1_000_000) {
+            let code = format!("{n:06}");
+            let ok = PROVINCES.contains(&&code[..2]);
+            prop_assert_eq!(region_code(&code).is_ok(), ok);
+            prop_assert!(region_prefix(&code[..4]).is_ok());
+            prop_assert!(region_prefix(&code[..3]).is_err());
+        }
+
+        /// Nothing panics on arbitrary input.
+        #[test]
+        fn arbitrary_input_never_panics(s in ".{0,40}") {
+            let _ = credit_code(&s);
+            let _ = region_code(&s);
+        }
+    }
+}

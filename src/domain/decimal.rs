@@ -254,3 +254,42 @@ mod tests {
         assert!(serde_json::from_str::<Quantity>("2.5").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any quantity the type accepts survives text and the store's integers unchanged.
+        #[test]
+        fn quantity_round_trips(milli in -1_000_000_000_000_000i64..=1_000_000_000_000_000i64) {
+            let q = Quantity::from_scaled(milli);
+            prop_assert_eq!(Quantity::parse(&q.to_string()).unwrap(), q);
+            prop_assert_eq!(q.to_scaled(), milli);
+            let json = serde_json::to_string(&q).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Quantity>(&json).unwrap(), q);
+        }
+
+        /// More places than the type allows is refused, never rounded.
+        #[test]
+        fn extra_places_are_refused(whole in 0u32..1_000_000, frac in 1u32..10) {
+            let text = format!("{whole}.{:03}{frac}", 0);
+            prop_assert_eq!(Quantity::parse(&text), Err(DecimalError::TooPrecise(3)));
+            let money = format!("{whole}.0{frac}{frac}");
+            prop_assert_eq!(Money::parse(&money).is_err(), true);
+        }
+
+        /// Valuation rounds to the cent, at most half a cent away, and sums exactly.
+        #[test]
+        fn value_is_within_half_a_cent(milli in 0i64..1_000_000_000, e4 in 0i64..100_000_000) {
+            let q = Quantity::from_scaled(milli);
+            let u = UnitValue::from_scaled(e4);
+            let exact = q.value() * u.value();
+            let v = q.value_at(u);
+            prop_assert!((v.value() - exact).abs() <= Decimal::new(5, 3));
+            let twice = v.checked_add(v).unwrap();
+            prop_assert_eq!(twice.to_scaled(), 2 * v.to_scaled());
+        }
+    }
+}

@@ -180,11 +180,46 @@ impl Db {
             Backend::Postgres => None,
         };
         let mut conn = self.conn()?;
-        begin(&mut conn)?;
+        begin_with_retry(&mut conn)?;
         let mut tx = OpenTx(Some(&mut conn));
         let value = f(tx.conn())?;
         tx.commit()?;
         Ok(value)
+    }
+}
+
+/// Starting a write is the one place a transient error can occur: SQLite answers BUSY when
+/// another process holds the write lock past the busy timeout, PostgreSQL may time out on
+/// a lock. Once begun, a write holds the only write lock (SQLite's, or the advisory lock
+/// every writer takes first), so it cannot deadlock or fail serialization half-way. So a
+/// bounded retry here is all the retrying a write needs.
+fn begin_with_retry(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match begin(conn) {
+            Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                tracing::warn!(error = %e, attempt, "database busy; retrying");
+                let _ = rollback(conn);
+                std::thread::sleep(std::time::Duration::from_millis(20 << attempt));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+pub(crate) fn is_transient(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as D};
+    match e {
+        D::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        D::DatabaseError(_, info) => {
+            let m = info.message();
+            m.contains("database is locked")
+                || m.contains("busy")
+                || m.contains("deadlock detected")
+        }
+        _ => false,
     }
 }
 
@@ -252,6 +287,25 @@ impl Drop for OpenTx<'_> {
             }
         }
     }
+}
+
+/// A consistent copy of a live SQLite database, taken with `VACUUM INTO` (a read
+/// transaction: writers go on, the copy is the state at its start).
+pub fn backup(db: &Db, dest: &std::path::Path) -> Result<()> {
+    if db.backend != Backend::Sqlite {
+        return Err(Error::Internal(
+            "backup copies SQLite databases; for PostgreSQL use pg_dump (docs/operations.md)"
+                .into(),
+        ));
+    }
+    if dest.exists() {
+        return Err(Error::Internal(format!(
+            "{} exists; not overwriting it",
+            dest.display()
+        )));
+    }
+    let path = dest.to_string_lossy().replace('\'', "''");
+    db.read(|c| Ok(c.batch_execute(&format!("VACUUM INTO '{path}'"))?))
 }
 
 pub fn run_migrations(conn: &mut DbConn) -> Result<()> {

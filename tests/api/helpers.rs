@@ -93,7 +93,12 @@ fn operator() -> Ctx {
 }
 
 impl TestApp {
+    /// A server whose failed-authentication limit is out of the way of the other tests.
     pub fn spawn() -> TestApp {
+        Self::spawn_limited(100_000)
+    }
+
+    pub fn spawn_limited(auth_failures_per_minute: u32) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let (db_url, pg_admin) = match std::env::var("TEST_DATABASE_URL") {
             Ok(admin_url) if !admin_url.is_empty() => {
@@ -152,6 +157,7 @@ impl TestApp {
                 let settings = relief_ledger::api::Settings {
                     workers: Some(2),
                     public_disclosure: true,
+                    auth_failures_per_minute,
                 };
                 let server = relief_ledger::api::serve(listener, server_db, settings).unwrap();
                 tx.send(server.handle()).unwrap();

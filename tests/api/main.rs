@@ -7,4 +7,5 @@ mod cli;
 mod helpers;
 mod ledger;
 mod master_data;
+mod reliability;
 mod reports;
