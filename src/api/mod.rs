@@ -42,6 +42,21 @@ async fn docs() -> HttpResponse {
         .body(openapi::DOCS_PAGE)
 }
 
+/// actix answers a wrong method on a known path with an empty 405; say it as a problem.
+fn method_not_allowed<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<middleware::ErrorHandlerResponse<B>> {
+    let (req, _) = res.into_parts();
+    let problem = Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    );
+    let res = actix_web::dev::ServiceResponse::new(req, problem.response()).map_into_right_body();
+    Ok(middleware::ErrorHandlerResponse::Response(res))
+}
+
 async fn not_found() -> HttpResponse {
     Problem::new(
         StatusCode::NOT_FOUND,
@@ -91,6 +106,10 @@ pub fn serve(listener: TcpListener, db: Db, settings: Settings) -> std::io::Resu
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .app_data(web::QueryConfig::default().error_handler(extract::query_error))
             .app_data(web::PathConfig::default().error_handler(extract::path_error))
+            .wrap(
+                middleware::ErrorHandlers::new()
+                    .handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed),
+            )
             .wrap(middleware::from_fn(extract::request_id_middleware))
             .configure(configure)
             .default_service(web::to(not_found))

@@ -17,13 +17,88 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Documents the errors every operation can answer with, as problem+json, so the document
+/// tells clients (and the fuzzer) the whole truth: authentication, limits, bad input.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |why: &str| {
+            ResponseBuilder::new()
+                .description(why)
+                .content(
+                    super::problem::CONTENT_TYPE,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let reads = [&mut item.get].into_iter().flatten().map(|op| (op, false));
+            let writes = [
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.put,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|op| (op, true));
+            for (op, writes) in reads.chain(writes) {
+                let secured = op.security.is_some();
+                let has_body = op.request_body.is_some();
+                let mut add = |code: &str, why: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| problem(why).into());
+                };
+                add(
+                    "400",
+                    "Malformed request: bad JSON, query parameter or header",
+                );
+                add("500", "Internal error; nothing was written");
+                add("503", "Database unavailable; retry");
+                if secured {
+                    add("401", "No valid token");
+                    add("403", "The role may not do this, or not at this warehouse");
+                    add("429", "Too many failed authentications (Retry-After)");
+                }
+                if path.contains('{') {
+                    add("404", "No such record");
+                }
+                if has_body {
+                    add("413", "Body too large");
+                    add("415", "Body is not JSON");
+                    add("422", "Invalid fields, all named");
+                }
+                if writes {
+                    add("409", "Conflicts with the current state");
+                }
+                // Errors declared on handlers say `body = Problem`; their media type is problem+json.
+                for (code, response) in op.responses.responses.iter_mut() {
+                    let is_error = code.parse::<u16>().is_ok_and(|c| c >= 400);
+                    if let (true, utoipa::openapi::RefOr::T(r)) = (is_error, response) {
+                        if let Some(c) = r.content.shift_remove("application/json") {
+                            r.content
+                                .insert(super::problem::CONTENT_TYPE.to_string(), c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "relief-ledger",
         description = "An append-only, audited ledger of donated relief supplies. Quantities and money are decimal strings. Errors are RFC 9457 problem+json.",
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     paths(
         health::healthz, health::readyz,
         users::me, users::list, users::create, users::get, users::patch, users::deactivate,

@@ -23,8 +23,9 @@ pub struct Problem {
     /// Every bad field, for validation errors.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
-    /// Insufficient stock: the item short, what was asked and what there is.
+    /// Insufficient stock adds `item_id`, `requested` and `available` (see `Shortage`).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub shortage: Option<Box<Shortage>>,
 }
 

@@ -127,3 +127,72 @@ fn demo_loads_the_seed_scenario_once() {
     // A second run would duplicate the scenario: refused.
     assert_eq!(cli(&app.db_url, &["demo"]).status.code(), Some(2));
 }
+
+#[test]
+fn tokens_never_reach_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("logs.db");
+    let db = db.to_str().unwrap();
+    let out = cli(db, &["user", "add", "admin", "--role", "admin"]);
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.path().join("server.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relief-ledger"))
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .env("DATABASE_URL", db)
+        .env("RUST_LOG", "trace")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while agent.get(format!("{base}/healthz")).call().is_err() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for path in ["/api/v1/me", "/api/v1/items", "/api/v1/audit/verify"] {
+        let r = agent
+            .get(format!("{base}{path}"))
+            .header("authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let bad = agent
+        .get(format!("{base}/api/v1/me"))
+        .header("authorization", format!("Bearer {token}x"))
+        .call()
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 401);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("request handled"),
+        "the requests were logged"
+    );
+    assert!(!logged.contains(&token[3..]), "a token leaked into the log");
+    assert!(
+        !logged.contains(&relief_ledger::domain::access::token::hash(&token)),
+        "a token hash leaked into the log"
+    );
+}
