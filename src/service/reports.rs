@@ -267,7 +267,26 @@ fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Tab
     } else {
         ctx.now
     };
-    let pos = positions_at(conn, at)?;
+    // Now: the balances table, kept with the movements (cost: what is on hand). A past
+    // date: the latest close plus the movements since.
+    let pos = match p.as_of {
+        None => db::stock(conn, &db::StockFilter::default())?
+            .into_iter()
+            .map(|b| {
+                (
+                    (b.lot.id, b.location),
+                    (
+                        b.lot.item_id,
+                        Amount {
+                            qty: b.quantity.to_scaled(),
+                            cents: 0,
+                        },
+                    ),
+                )
+            })
+            .collect(),
+        Some(_) => positions_at(conn, at)?,
+    };
     let mut keys: Vec<_> = pos
         .iter()
         .filter(|((lot, loc), (item, a))| {

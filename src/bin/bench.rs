@@ -1,0 +1,575 @@
+//! The benchmark: builds a province-sized ledger through the service's own write path, then
+//! measures durable writes over HTTP, report latency and memory, beside baselines measured
+//! in the same run on the same machine (a raw durable SQLite commit, hand-written SQL for
+//! the same report questions, pgbench on PostgreSQL). Prints a table and writes JSON.
+//!
+//!     cargo run --release --bin bench -- --movements 100000
+//!     cargo run --release --bin bench -- --movements 100000 --database-url postgres://postgres@127.0.0.1:5432/postgres
+//!
+//! See docs/performance.md.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use relief_ledger::domain::access::{Principal, Role, UserInput};
+use relief_ledger::service::ledger::documents as ledger;
+use relief_ledger::service::{self, Ctx};
+use relief_ledger::store::{self, Backend, Db};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Movements to generate before measuring.
+    #[arg(long, default_value_t = 100_000)]
+    movements: usize,
+    /// A postgres:// URL of a maintenance database (a fresh one is created and dropped);
+    /// SQLite in a temporary directory if absent.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Seconds of HTTP write load.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Times each report is run.
+    #[arg(long, default_value_t = 20)]
+    repeats: usize,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench-results.json")]
+    out: String,
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("bench inputs are well-formed")
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn summary(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (pct(&ms, 0.5), pct(&ms, 0.99))
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+            })
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+const CATEGORIES: [&str; 5] = ["mask", "disinfectant", "thermometer", "protective", "other"];
+const DONOR_KINDS: [&str; 5] = [
+    "enterprise",
+    "individual",
+    "organisation",
+    "government",
+    "anonymous",
+];
+
+struct World {
+    warehouses: Vec<Uuid>,
+    items: Vec<Uuid>,
+    donors: Vec<Uuid>,
+    recipients: Vec<Uuid>,
+}
+
+/// Master data at the scale of a province's campaign, through the service layer.
+fn master(db: &Db, movements: usize) -> World {
+    let ctx = Ctx::new(Principal::operator(), Some("bench".into()));
+    let n_donors = (movements / 200).clamp(20, 5000);
+    let n_recipients = (movements / 66).clamp(30, 15000);
+    let kinds = ["enterprise", "project", "village", "community"];
+    let regions = [
+        "370102", "370211", "370302", "370481", "370502", "370602", "370705", "370811", "370881",
+        "370902", "371002", "371102", "371302", "371402", "371502", "371602", "371702",
+    ];
+    let warehouses = (0..5)
+        .map(|i| {
+            let w: relief_ledger::domain::parties::Warehouse = service::master::create(
+                db,
+                &ctx,
+                from(json!({"name": format!("仓库 {i}"), "region_code": regions[i]})),
+            )
+            .unwrap();
+            w.meta.id
+        })
+        .collect();
+    let items = (0..30)
+        .map(|i| {
+            let it: relief_ledger::domain::catalog::Item = service::master::create(
+                db,
+                &ctx,
+                from(json!({"code": format!("ITEM-{i:02}"), "name": format!("物资 {i}"), "category": CATEGORIES[i % 5],
+                    "base_unit": "piece", "units": [{"name": "box", "factor": "50"}]})),
+            )
+            .unwrap();
+            service::catalog::add_value(db, &ctx, it.meta.id, from(json!({"effective_from": "2020-01-01", "unit_value": format!("{}.{:02}", 1 + i, i), "basis": "reference_price"}))).unwrap();
+            it.meta.id
+        })
+        .collect();
+    let donors = (0..n_donors)
+        .map(|i| {
+            let d: relief_ledger::domain::parties::Donor = service::master::create(
+                db,
+                &ctx,
+                from(json!({"name": format!("捐赠方 {i}"), "kind": DONOR_KINDS[i % 5], "region_code": regions[i % regions.len()]})),
+            )
+            .unwrap();
+            d.meta.id
+        })
+        .collect();
+    let recipients = (0..n_recipients)
+        .map(|i| {
+            let r: relief_ledger::domain::parties::Recipient = service::master::create(
+                db,
+                &ctx,
+                from(json!({"name": format!("受赠方 {i}"), "kind": kinds[i % 4], "region_code": regions[i % regions.len()], "headcount": 50 + (i % 500)})),
+            )
+            .unwrap();
+            r.meta.id
+        })
+        .collect();
+    World {
+        warehouses,
+        items,
+        donors,
+        recipients,
+    }
+}
+
+/// Documents until the journal holds `target` movements: receipts, shipments delivered,
+/// transfers received, write-offs and reversals. Returns (movements, seconds).
+fn generate(db: &Db, w: &World, target: usize) -> (usize, f64) {
+    let ctx = Ctx::new(Principal::operator(), Some("bench".into()));
+    let mut rng = Lcg(2020_0320);
+    let mut moved = 0usize;
+    let mut receipts: Vec<Uuid> = vec![];
+    let started = Instant::now();
+    let pick = |rng: &mut Lcg, v: &Vec<Uuid>| v[rng.below(v.len() as u64) as usize];
+    while moved < target {
+        let days = rng.below(28) as i64;
+        let at = chrono::Utc::now()
+            - chrono::Duration::days(days)
+            - chrono::Duration::seconds(rng.below(80_000) as i64);
+        let wh = pick(&mut rng, &w.warehouses);
+        let lines = 1 + rng.below(3) as usize;
+        let roll = rng.below(100);
+        let out = if roll < 45 || receipts.len() < 50 {
+            let body = json!({"warehouse_id": wh, "donor_id": pick(&mut rng, &w.donors), "occurred_at": at,
+                "lines": (0..lines).map(|_| json!({"item_id": w.items[rng.below(30) as usize], "quantity": format!("{}", 100 + rng.below(900))})).collect::<Vec<_>>()});
+            ledger::post_receipt(db, &ctx, from(body)).map(|v| {
+                receipts.push(v.document.id);
+                v.movements.len()
+            })
+        } else if roll < 85 {
+            let body = json!({"warehouse_id": wh, "recipient_id": pick(&mut rng, &w.recipients), "occurred_at": at, "dispatch": true,
+                "lines": (0..lines).map(|_| json!({"item_id": w.items[rng.below(30) as usize], "quantity": format!("{}", 1 + rng.below(20))})).collect::<Vec<_>>()});
+            ledger::create_shipment(db, &ctx, from(body)).and_then(|s| {
+                let n = s.movements.len();
+                ledger::deliver_shipment(
+                    db,
+                    &ctx,
+                    s.document.id,
+                    from(json!({"signed_by": "签收人", "delivered_at": at})),
+                )
+                .map(|d| n + d.movements.len())
+            })
+        } else if roll < 93 {
+            let to = pick(&mut rng, &w.warehouses);
+            if to == wh {
+                continue;
+            }
+            let body = json!({"warehouse_id": wh, "to_warehouse_id": to, "occurred_at": at,
+                "lines": [{"item_id": w.items[rng.below(30) as usize], "quantity": format!("{}", 1 + rng.below(30))}]});
+            ledger::create_transfer(db, &ctx, from(body)).and_then(|t| {
+                let n = t.movements.len();
+                ledger::receive_transfer(db, &ctx, t.document.id, from(json!({"occurred_at": at})))
+                    .map(|r| n + r.movements.len())
+            })
+        } else if roll < 98 {
+            let r =
+                receipts[receipts.len() - 1 - rng.below(receipts.len().min(50) as u64) as usize];
+            let lot = db
+                .read(|c| store::ledger::get_document(c, r))
+                .ok()
+                .flatten()
+                .and_then(|d| d.lines.first().and_then(|l| l.lot_id));
+            match lot {
+                Some(lot) => ledger::post_adjustment(db, &ctx, from(json!({"warehouse_id": wh, "reason": "damaged", "occurred_at": at, "lines": [{"lot_id": lot, "quantity": "-1"}]}))).map(|v| v.movements.len()),
+                None => continue,
+            }
+        } else {
+            let r =
+                receipts[receipts.len() - 1 - rng.below(receipts.len().min(20) as u64) as usize];
+            ledger::reverse(
+                db,
+                &ctx,
+                relief_ledger::domain::ledger::document::DocType::Receipt,
+                r,
+                from(json!({"reason": "bench correction"})),
+            )
+            .map(|v| v.movements.len())
+        };
+        if let Ok(n) = out {
+            moved += n;
+        }
+    }
+    (moved, started.elapsed().as_secs_f64())
+}
+
+/// The raw durable-commit rate of SQLite with the server's pragmas: one writer, one small
+/// transaction inserting a movement-like row and an audit-like row, no HTTP.
+fn raw_sqlite_commits(dir: &std::path::Path, seconds: f64) -> f64 {
+    let mut c = SqliteConnection::establish(dir.join("raw.db").to_str().unwrap()).unwrap();
+    c.batch_execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+         CREATE TABLE m (seq INTEGER PRIMARY KEY, doc TEXT, lot TEXT, qty INTEGER, value INTEGER, at TEXT);
+         CREATE TABLE a (seq INTEGER PRIMARY KEY, action TEXT, after TEXT, prev TEXT, hash TEXT);",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed().as_secs_f64() < seconds {
+        n += 1;
+        c.batch_execute(&format!(
+            "BEGIN IMMEDIATE;
+             INSERT INTO m VALUES ({n}, '{}', '{}', 1000, 350, '2020-03-20T00:00:00Z');
+             INSERT INTO a VALUES ({n}, 'receipt.post', '{{\"document\":\"x\"}}', '{:064}', '{:064}');
+             COMMIT;",
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            n - 1,
+            n
+        ))
+        .unwrap();
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn pgbench_tps(admin_url: &str) -> Option<f64> {
+    let name = format!("rl_pgbench_{}", Uuid::new_v4().simple());
+    let mut c = store::connect(admin_url).ok()?;
+    c.batch_execute(&format!("CREATE DATABASE {name}")).ok()?;
+    let url = format!("{}/{name}", admin_url.rsplit_once('/')?.0);
+    let ok = std::process::Command::new("pgbench")
+        .args(["-i", "-q", "-s", "1", &url])
+        .output()
+        .ok()?
+        .status
+        .success();
+    let out = ok
+        .then(|| {
+            std::process::Command::new("pgbench")
+                .args(["-c", "16", "-j", "2", "-T", "10", &url])
+                .output()
+                .ok()
+        })
+        .flatten();
+    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    let text = String::from_utf8(out?.stdout).ok()?;
+    text.lines()
+        .find(|l| l.starts_with("tps ="))?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// The same questions as the stock-on-hand and donor-statement reports, in hand-written SQL
+/// on the store (median ms of `repeats` runs).
+fn hand_sql(url: &str, donor: Uuid, repeats: usize) -> BTreeMap<&'static str, f64> {
+    #[derive(QueryableByName)]
+    #[allow(dead_code)]
+    struct Sum {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        item_id: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        total: i64,
+    }
+    let soh = "SELECT item_id, CAST(SUM(quantity_milli) AS BIGINT) AS total FROM balances \
+               WHERE location_kind IN ('warehouse', 'transit') GROUP BY item_id";
+    let donor_sql = format!(
+        "SELECT m.item_id AS item_id, CAST(SUM(CASE WHEN m.to_kind = 'recipient' THEN m.quantity_milli ELSE 0 END) AS BIGINT) AS total \
+         FROM movements m JOIN lots l ON l.id = m.lot_id WHERE l.donor_id = '{donor}' GROUP BY m.item_id"
+    );
+    let run = |sql: &str| -> f64 {
+        let mut times = vec![];
+        for _ in 0..repeats {
+            let t = Instant::now();
+            let rows: Vec<Sum> = match store::connect(url).unwrap() {
+                store::DbConn::Sqlite(mut c) => diesel::sql_query(sql).load(&mut c).unwrap(),
+                store::DbConn::Postgres(mut c) => diesel::sql_query(sql).load(&mut c).unwrap(),
+            };
+            std::hint::black_box(rows);
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        summary(times).0
+    };
+    BTreeMap::from([
+        ("stock-on-hand", run(soh)),
+        ("donor-statement", run(&donor_sql)),
+    ])
+}
+
+fn http(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> (u16, f64) {
+    let t = Instant::now();
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(
+            body.map(|b| serde_json::to_vec(b).unwrap())
+                .unwrap_or_default(),
+        )
+        .unwrap();
+    let status = match agent.run(req) {
+        Ok(r) => {
+            let s = r.status().as_u16();
+            let _ = r.into_body().read_to_vec();
+            s
+        }
+        Err(_) => 0,
+    };
+    (status, t.elapsed().as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let args = Args::parse();
+    let dir = tempfile_dir();
+    let (url, pg) = match &args.database_url {
+        Some(admin) if admin.starts_with("postgres") => {
+            let name = format!("rl_bench_{}", Uuid::new_v4().simple());
+            let mut c = store::connect(admin).expect("connect to PostgreSQL");
+            c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+            (
+                format!("{}/{name}", admin.rsplit_once('/').unwrap().0),
+                Some((admin.clone(), name)),
+            )
+        }
+        _ => (dir.join("bench.db").to_str().unwrap().to_string(), None),
+    };
+    let backend = Backend::of_url(&url);
+    let mut results: BTreeMap<String, Value> = BTreeMap::new();
+    eprintln!("generating {} movements on {:?} …", args.movements, backend);
+    let db = Db::open(&url, 16).unwrap();
+    let world = master(&db, args.movements);
+    let (moved, secs) = generate(&db, &world, args.movements);
+    results.insert("generated_movements".into(), json!(moved));
+    results.insert(
+        "service_path_movements_per_s".into(),
+        json!(moved as f64 / secs),
+    );
+
+    // Baselines, in the same run.
+    let raw = if backend == Backend::Sqlite {
+        Some(raw_sqlite_commits(&dir, 5.0))
+    } else {
+        None
+    };
+    let pgbench = pg.as_ref().and_then(|(admin, _)| pgbench_tps(admin));
+
+    // The server, in this process, on the generated ledger.
+    let admin = service::users::create_user(
+        &db,
+        &Ctx::new(Principal::operator(), None),
+        UserInput {
+            name: "bench-admin".into(),
+            role: Role::Admin,
+            warehouses: vec![],
+        },
+    )
+    .unwrap()
+    .token
+    .token;
+    let cold = Instant::now();
+    let server_db = Db::open(&url, 16).unwrap();
+    let cold_start_ms = cold.elapsed().as_secs_f64() * 1000.0;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let settings = relief_ledger::api::Settings {
+                workers: Some(2),
+                auth_failures_per_minute: 1_000_000,
+                ..Default::default()
+            };
+            relief_ledger::api::serve(listener, server_db, settings)
+                .unwrap()
+                .await
+        })
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    while http(&agent, "GET", &format!("{base}/readyz"), "", None).0 != 200 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Reports: medians and 99th percentiles over `repeats` runs each.
+    let today = chrono::Utc::now().date_naive();
+    let month = format!("from={}&to={today}", today - chrono::Duration::days(30));
+    let reports = [
+        ("stock-on-hand", String::new()),
+        ("donor-statement", format!("donor_id={}", world.donors[0])),
+        (
+            "recipient-statement",
+            format!("recipient_id={}", world.recipients[0]),
+        ),
+        ("distribution-summary", month.clone()),
+        (
+            "stock-card",
+            format!(
+                "item_id={}&warehouse_id={}&{month}",
+                world.items[0], world.warehouses[0]
+            ),
+        ),
+        ("valuation-rollforward", month.clone()),
+    ];
+    let mut report_rows = BTreeMap::new();
+    for (name, q) in &reports {
+        let times: Vec<f64> = (0..args.repeats)
+            .map(|_| {
+                let (s, ms) = http(
+                    &agent,
+                    "GET",
+                    &format!("{base}/api/v1/reports/{name}?{q}"),
+                    &admin,
+                    None,
+                );
+                assert_eq!(s, 200, "{name}");
+                ms
+            })
+            .collect();
+        let (p50, p99) = summary(times);
+        report_rows.insert(name.to_string(), json!({"p50_ms": p50, "p99_ms": p99}));
+    }
+    let baseline_sql = hand_sql(&url, world.donors[0], args.repeats);
+
+    // Durable writes over HTTP: 64 clients, receipts and shipments of 1–3 lines.
+    let until = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let lat: Vec<(u16, f64)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..args.clients)
+            .map(|c| {
+                let (agent, base, admin, world) = (agent.clone(), base.clone(), admin.clone(), &world);
+                s.spawn(move || {
+                    let mut rng = Lcg(c as u64 + 7);
+                    let mut out = vec![];
+                    while Instant::now() < until {
+                        let wh = world.warehouses[rng.below(5) as usize];
+                        let lines: Vec<Value> = (0..1 + rng.below(3)).map(|_| json!({"item_id": world.items[rng.below(30) as usize], "quantity": "2"})).collect();
+                        let (path, body) = if rng.below(2) == 0 {
+                            ("receipts", json!({"warehouse_id": wh, "donor_id": world.donors[rng.below(world.donors.len() as u64) as usize], "lines": lines}))
+                        } else {
+                            ("shipments", json!({"warehouse_id": wh, "recipient_id": world.recipients[rng.below(world.recipients.len() as u64) as usize], "dispatch": true, "lines": lines}))
+                        };
+                        out.push(http(&agent, "POST", &format!("{base}/api/v1/{path}"), &admin, Some(&body)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok: Vec<f64> = lat
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, ms)| *ms)
+        .collect();
+    let refused = lat.iter().filter(|(s, _)| *s == 409).count();
+    let errors = lat.iter().filter(|(s, _)| *s >= 500 || *s == 0).count();
+    let docs_per_s = ok.len() as f64 / elapsed;
+    let (w50, w99) = summary(ok.clone());
+
+    let rss = peak_rss_mb();
+    results.insert("backend".into(), json!(format!("{backend:?}")));
+    results.insert("writes".into(), json!({"documents_per_s": docs_per_s, "p50_ms": w50, "p99_ms": w99, "acknowledged": ok.len(), "refused_409": refused, "errors": errors, "clients": args.clients}));
+    results.insert("reports".into(), json!(report_rows));
+    results.insert("hand_sql_p50_ms".into(), json!(baseline_sql));
+    results.insert("raw_sqlite_commits_per_s".into(), json!(raw));
+    results.insert("pgbench_tps".into(), json!(pgbench));
+    results.insert("peak_rss_mb".into(), json!(rss));
+    results.insert("reopen_ms".into(), json!(cold_start_ms));
+
+    println!("\nrelief-ledger benchmark — {backend:?}, {moved} movements generated ({:.0} movements/s through the service path)\n", moved as f64 / secs);
+    println!("| measure | value | baseline | ratio |");
+    println!("|---|---|---|---|");
+    match (raw, pgbench) {
+        (Some(r), _) => println!("| durable writes over HTTP, {} clients (docs/s) | {docs_per_s:.0} | raw SQLite commit {r:.0}/s | {:.2}× |", args.clients, docs_per_s / r),
+        (None, Some(t)) => println!("| durable writes over HTTP, {} clients (docs/s) | {docs_per_s:.0} | pgbench TPC-B {t:.0} tps | {:.2}× |", args.clients, docs_per_s / t),
+        _ => println!("| durable writes over HTTP, {} clients (docs/s) | {docs_per_s:.0} | – | – |", args.clients),
+    }
+    println!("| write latency p50 / p99 (ms) | {w50:.1} / {w99:.1} | | |");
+    for (name, _) in &reports {
+        let r = &report_rows[*name];
+        let base = baseline_sql.get(name);
+        println!(
+            "| {name} p50 / p99 (ms) | {:.1} / {:.1} | {} | {} |",
+            r["p50_ms"].as_f64().unwrap(),
+            r["p99_ms"].as_f64().unwrap(),
+            base.map(|b| format!("hand SQL {b:.1}")).unwrap_or_default(),
+            base.map(|b| format!("{:.1}×", r["p50_ms"].as_f64().unwrap() / b))
+                .unwrap_or_default()
+        );
+    }
+    println!("| peak RSS (MB, generator and server in one process) | {rss:.0} | | |");
+    println!(
+        "| open the {moved}-movement database, migrations checked (ms) | {cold_start_ms:.0} | | |"
+    );
+    println!("| HTTP errors (5xx or dropped) during the write load | {errors} | | |");
+    std::fs::write(&args.out, serde_json::to_string_pretty(&results).unwrap()).unwrap();
+    eprintln!("wrote {}", args.out);
+    if let Some((admin, name)) = pg {
+        if let Ok(mut c) = store::connect(&admin) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::process::exit(if errors == 0 { 0 } else { 1 });
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("relief-bench-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
