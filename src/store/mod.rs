@@ -106,11 +106,38 @@ impl diesel::r2d2::ManageConnection for Manager {
 pub struct Db {
     pool: diesel::r2d2::Pool<Manager>,
     pub backend: Backend,
-    /// SQLite allows one writer at a time. Queueing writers here, in order, is fairer and
-    /// faster than letting them all spin on SQLITE_BUSY; `BEGIN IMMEDIATE` and the busy
-    /// timeout still guard against other processes using the same file.
-    sqlite_writer: Arc<Mutex<()>>,
+    /// SQLite allows one writer at a time; writers queue here (see `group`).
+    sqlite_writer: Arc<Group>,
 }
+
+/// Group commit for SQLite. Writers queue on one mutex and run one after another, each in
+/// its own savepoint of a shared transaction; the writer that finds nobody queued behind it
+/// commits for the whole group and wakes the others. Every write is still its own unit
+/// (a failing one rolls back to its savepoint and does not fail its neighbours), still
+/// audited, and acknowledged only after the COMMIT that made it durable; the group shares
+/// the fsync. Under no contention a group is one write, as before.
+#[derive(Default)]
+struct Group {
+    state: Mutex<GroupState>,
+    /// Writers waiting for `state`: the committer's signal that more are coming.
+    queued: std::sync::atomic::AtomicUsize,
+    committed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GroupState {
+    /// The connection of the open group's transaction, if a group is open.
+    conn: Option<diesel::r2d2::PooledConnection<Manager>>,
+    /// The open group's number, and how many writes it holds.
+    epoch: u64,
+    members: usize,
+    /// The last group that finished, and the recent ones whose COMMIT failed.
+    done: u64,
+    failed: std::collections::BTreeSet<u64>,
+}
+
+/// Most writes one commit covers, so the first of a long queue is not kept waiting.
+const MAX_GROUP: usize = 64;
 
 impl Db {
     /// Connects, runs pending migrations, and returns the pool.
@@ -136,7 +163,7 @@ impl Db {
         Ok(Db {
             pool,
             backend,
-            sqlite_writer: Arc::new(Mutex::new(())),
+            sqlite_writer: Arc::new(Group::default()),
         })
     }
 
@@ -175,16 +202,79 @@ impl Db {
     /// Every write therefore reads the state left by the one before it, which is what keeps
     /// the audit chain from forking and what later checks (stock) rely on.
     pub fn write<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
-        let _queue = match self.backend {
-            Backend::Sqlite => Some(self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner())),
-            Backend::Postgres => None,
-        };
+        if self.backend == Backend::Sqlite {
+            return self.group_write(f);
+        }
         let mut conn = self.conn()?;
         begin_with_retry(&mut conn)?;
         let mut tx = OpenTx(Some(&mut conn));
         let value = f(tx.conn())?;
         tx.commit()?;
         Ok(value)
+    }
+
+    fn group_write<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let group = &self.sqlite_writer;
+        group.queued.fetch_add(1, SeqCst);
+        let mut g = group.state.lock().unwrap_or_else(|p| p.into_inner());
+        group.queued.fetch_sub(1, SeqCst);
+        if g.conn.is_none() {
+            let mut conn = match self.conn() {
+                Ok(c) => c,
+                Err(e) => return Err(e),
+            };
+            begin_with_retry(&mut conn)?;
+            g.conn = Some(conn);
+            g.epoch += 1;
+            g.members = 0;
+        }
+        let epoch = g.epoch;
+        g.members += 1;
+        // This write's own unit: a savepoint inside the group's transaction.
+        let conn: &mut DbConn = g.conn.as_mut().expect("group is open");
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            conn.transaction(|c| f(c))
+        })) {
+            Ok(r) => r,
+            Err(panic) => {
+                // A bug in a write: give up the whole group rather than leave others waiting.
+                let mut conn = g.conn.take().expect("group is open");
+                let _ = rollback(&mut conn);
+                g.failed.insert(epoch);
+                g.done = epoch;
+                drop(conn);
+                drop(g);
+                group.committed.notify_all();
+                std::panic::resume_unwind(panic);
+            }
+        };
+        if group.queued.load(SeqCst) == 0 || g.members >= MAX_GROUP {
+            let mut conn = g.conn.take().expect("group is open");
+            let outcome = commit(&mut conn);
+            if outcome.is_err() {
+                let _ = rollback(&mut conn);
+                g.failed.insert(epoch);
+            }
+            g.done = epoch;
+            while g.failed.len() > 1000 {
+                g.failed.pop_first();
+            }
+            drop(conn);
+            drop(g);
+            group.committed.notify_all();
+            return outcome.map_err(Error::from).and(result);
+        }
+        // Someone is queued behind: they (or the one after them) commit for us.
+        while g.done < epoch {
+            g = group.committed.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        if g.failed.contains(&epoch) {
+            return Err(Error::Internal(
+                "the group commit failed; nothing was written".into(),
+            ));
+        }
+        result
     }
 }
 
