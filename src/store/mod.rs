@@ -220,10 +220,7 @@ impl Db {
         let mut g = group.state.lock().unwrap_or_else(|p| p.into_inner());
         group.queued.fetch_sub(1, SeqCst);
         if g.conn.is_none() {
-            let mut conn = match self.conn() {
-                Ok(c) => c,
-                Err(e) => return Err(e),
-            };
+            let mut conn = self.conn()?;
             begin_with_retry(&mut conn)?;
             g.conn = Some(conn);
             g.epoch += 1;
