@@ -269,11 +269,12 @@ fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Tab
     };
     // Now: the balances table, kept with the movements (cost: what is on hand). A past
     // date: the latest close plus the movements since.
-    let pos = match p.as_of {
-        None => db::stock(conn, &db::StockFilter::default())?
-            .into_iter()
-            .map(|b| {
-                (
+    let pos: HashMap<(Uuid, Location), (Uuid, Amount)> = match p.as_of {
+        None => {
+            let rows = db::stock(conn, &db::StockFilter::default())?;
+            let mut pos = HashMap::with_capacity(rows.len());
+            for b in rows {
+                pos.insert(
                     (b.lot.id, b.location),
                     (
                         b.lot.item_id,
@@ -282,10 +283,23 @@ fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Tab
                             cents: 0,
                         },
                     ),
-                )
-            })
-            .collect(),
-        Some(_) => positions_at(conn, at)?,
+                );
+                ctx.lots.insert(b.lot.id, b.lot);
+            }
+            pos
+        }
+        Some(_) => {
+            let pos = positions_at(conn, at)?;
+            let ids: Vec<Uuid> = pos
+                .iter()
+                .filter(|((_, l), (_, a))| l.holds_stock() && a.qty != 0)
+                .map(|((lot, _), _)| *lot)
+                .collect();
+            for chunk in ids.chunks(500) {
+                ctx.lots.extend(db::get_lots(conn, chunk)?);
+            }
+            pos
+        }
     };
     let mut keys: Vec<_> = pos
         .iter()
@@ -417,16 +431,21 @@ fn stock_card(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>
     opening[5] = "Opening balance".into();
     opening[8] = bal.quantity().into();
     t.push(opening);
-    let mut rows = vec![];
-    db::each_movement_between(conn, Some(start_of(from)), Some(end_of(to)), |m| {
-        if m.item_id == item
-            && (m.from == here || m.to == here)
-            && p.lot_id.is_none_or(|l| l == m.lot_id)
-        {
-            rows.push(m);
-        }
-        Ok(())
-    })?;
+    // The item's movements in the period, through the (item_id, occurred_at) index.
+    let mut rows: Vec<_> = db::list_movements(
+        conn,
+        &db::MoveFilter {
+            item_id: Some(item),
+            lot_id: p.lot_id,
+            from: Some(start_of(from)),
+            to: Some(end_of(to)),
+            limit: i64::MAX,
+            ..Default::default()
+        },
+    )?
+    .into_iter()
+    .filter(|m| m.from == here || m.to == here)
+    .collect();
     rows.sort_by_key(|m| (m.occurred_at, m.seq));
     let (mut total_in, mut total_out) = (Quantity::ZERO, Quantity::ZERO);
     for m in rows {
@@ -550,25 +569,79 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
             e.declared_cents += l.declared_value.map(Money::to_scaled).unwrap_or(0);
         }
     }
-    let lot_donor = db::lot_donors(conn)?;
     let mut details = vec![];
-    db::each_movement_between(conn, from, Some(to), |m| {
-        let donor = lot_donor[&m.lot_id];
-        if p.donor_id.is_some_and(|d| d != donor) {
-            return Ok(());
+    match p.donor_id {
+        // One donor: only that donor's lots, their movements and balances (indexed), so the
+        // statement costs what the donor gave, not the length of the whole journal.
+        Some(donor) => {
+            let lots: Vec<Uuid> = db::lots_of_donor(conn, donor)?
+                .into_iter()
+                .map(|l| l.id)
+                .collect();
+            for m in db::movements_of_lots(conn, &lots, from, Some(to))? {
+                lines.entry((donor, m.item_id)).or_default().net.add(&m);
+                if m.to.kind == LocationKind::Recipient || m.from.kind == LocationKind::Recipient {
+                    details.push(m);
+                }
+            }
+            if p.to.is_none() {
+                for (_, item, _, q) in db::stock_of_lots(conn, &lots)? {
+                    lines.entry((donor, item)).or_default().on_hand.add(
+                        Amount {
+                            qty: q.to_scaled(),
+                            cents: 0,
+                        },
+                        1,
+                    );
+                }
+            } else {
+                let lot_set: std::collections::HashSet<Uuid> = lots.iter().copied().collect();
+                for ((lot, loc), (item, a)) in positions_at(conn, to)? {
+                    if loc.holds_stock() && a.qty != 0 && lot_set.contains(&lot) {
+                        lines.entry((donor, item)).or_default().on_hand.add(a, 1);
+                    }
+                }
+            }
         }
-        lines.entry((donor, m.item_id)).or_default().net.add(&m);
-        let to_recipient =
-            m.to.kind == LocationKind::Recipient || m.from.kind == LocationKind::Recipient;
-        if p.donor_id.is_some() && to_recipient {
-            details.push(m);
-        }
-        Ok(())
-    })?;
-    for ((lot, loc), (item, a)) in positions_at(conn, to)? {
-        let donor = lot_donor[&lot];
-        if loc.holds_stock() && a.qty != 0 && p.donor_id.is_none_or(|d| d == donor) {
-            lines.entry((donor, item)).or_default().on_hand.add(a, 1);
+        // All donors: one pass over the period's movements.
+        None => {
+            let lot_donor = db::lot_donors(conn)?;
+            db::each_movement_between(conn, from, Some(to), |m| {
+                lines
+                    .entry((lot_donor[&m.lot_id], m.item_id))
+                    .or_default()
+                    .net
+                    .add(&m);
+                Ok(())
+            })?;
+            let on_hand: Vec<(Uuid, Uuid, Amount)> = if p.to.is_none() {
+                db::stock(conn, &db::StockFilter::default())?
+                    .into_iter()
+                    .map(|b| {
+                        (
+                            b.lot.id,
+                            b.lot.item_id,
+                            Amount {
+                                qty: b.quantity.to_scaled(),
+                                cents: 0,
+                            },
+                        )
+                    })
+                    .collect()
+            } else {
+                positions_at(conn, to)?
+                    .into_iter()
+                    .filter(|((_, loc), (_, a))| loc.holds_stock() && a.qty != 0)
+                    .map(|((lot, _), (item, a))| (lot, item, a))
+                    .collect()
+            };
+            for (lot, item, a) in on_hand {
+                lines
+                    .entry((lot_donor[&lot], item))
+                    .or_default()
+                    .on_hand
+                    .add(a, 1);
+            }
         }
     }
     let mut summary = Table::new(
@@ -677,19 +750,21 @@ fn recipient_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<V
     let recipient = need(p.recipient_id, "recipient_id")?;
     let r = ctx.recipient(conn, recipient)?.clone();
     let here = Location::recipient(recipient);
-    let lot_donor = db::lot_donors(conn)?;
-    let mut rows = vec![];
-    db::each_movement_between(
+    // Through the indexes on movements.to_id and from_id: what this recipient got.
+    let rows = db::list_movements(
         conn,
-        p.from.map(start_of),
-        Some(p.to.map(end_of).unwrap_or(ctx.now)),
-        |m| {
-            if m.to == here || m.from == here {
-                rows.push(m);
-            }
-            Ok(())
+        &db::MoveFilter {
+            location_id: Some(recipient),
+            from: p.from.map(start_of),
+            to: Some(p.to.map(end_of).unwrap_or(ctx.now)),
+            limit: i64::MAX,
+            ..Default::default()
         },
     )?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|m| m.to == here || m.from == here)
+        .collect();
     let mut t = Table::new(
         &format!("received by {}", r.name),
         &cols(
@@ -716,7 +791,8 @@ fn recipient_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<V
         a.add(Amount::of(&m), sign);
         by_item.entry(m.item_id).or_default().add(a, 1);
         total.add(a, 1);
-        let donor = donor_name(ctx.donor(conn, lot_donor[&m.lot_id])?);
+        let donor_id = ctx.lot(conn, m.lot_id)?.donor_id;
+        let donor = donor_name(ctx.donor(conn, donor_id)?);
         let it = ctx.item(conn, m.item_id)?.clone();
         let lot_no = ctx.lot(conn, m.lot_id)?.lot_number.clone();
         let mut row: Vec<Cell> = vec![m.occurred_at.into(), donor.into()];

@@ -376,6 +376,78 @@ pub fn get_lot(conn: &mut DbConn, id: Uuid) -> Result<Option<Lot>> {
         .transpose()
 }
 
+/// A donor's lots (through the index on lots.donor_id).
+pub fn lots_of_donor(conn: &mut DbConn, donor: Uuid) -> Result<Vec<Lot>> {
+    let rows: Vec<LotRow> = lots::table
+        .filter(lots::donor_id.eq(donor.to_string()))
+        .select(LotRow::as_select())
+        .load(conn)?;
+    rows.into_iter().map(Lot::try_from).collect()
+}
+
+/// The movements of these lots with business time in [from, to), in journal order.
+pub fn movements_of_lots(
+    conn: &mut DbConn,
+    lots_: &[Uuid],
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<Vec<Movement>> {
+    let mut out = vec![];
+    for chunk in lots_.chunks(500) {
+        let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+        let mut q = movements::table
+            .filter(movements::lot_id.eq_any(ids))
+            .into_boxed();
+        if let Some(f) = from {
+            q = q.filter(movements::occurred_at.ge(ts(f)));
+        }
+        if let Some(t) = to {
+            q = q.filter(movements::occurred_at.lt(ts(t)));
+        }
+        let rows: Vec<MoveRow> = q.select(MoveRow::as_select()).load(conn)?;
+        for r in rows {
+            out.push(Movement::try_from(r)?);
+        }
+    }
+    out.sort_by_key(|m| m.seq);
+    Ok(out)
+}
+
+/// Current balances of these lots at stock-holding locations.
+pub fn stock_of_lots(
+    conn: &mut DbConn,
+    lots_: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid, Location, Quantity)>> {
+    let mut out = vec![];
+    for chunk in lots_.chunks(500) {
+        let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+        let rows: Vec<(String, String, String, String, i64)> = balances::table
+            .filter(balances::lot_id.eq_any(ids))
+            .filter(balances::location_kind.eq_any([
+                LocationKind::Warehouse.as_str(),
+                LocationKind::Transit.as_str(),
+            ]))
+            .filter(balances::quantity_milli.ne(0))
+            .select((
+                balances::lot_id,
+                balances::item_id,
+                balances::location_kind,
+                balances::location_id,
+                balances::quantity_milli,
+            ))
+            .load(conn)?;
+        for (lot, item, k, id, q) in rows {
+            out.push((
+                parse_uuid(&lot)?,
+                parse_uuid(&item)?,
+                location(&k, &id)?,
+                Quantity::from_scaled(q),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Every lot's donor: reports attribute movements to donors through their lots.
 pub fn lot_donors(conn: &mut DbConn) -> Result<HashMap<Uuid, Uuid>> {
     let rows: Vec<(String, String)> = lots::table.select((lots::id, lots::donor_id)).load(conn)?;
