@@ -736,8 +736,9 @@ pub fn each_movement(conn: &mut DbConn, visit: impl FnMut(Movement) -> Result<()
     each_movement_between(conn, None, None, visit)
 }
 
-/// The movements with business time in [from, to), a page at a time, in journal order.
-/// Memory stays flat however long the journal is.
+/// The movements with business time in [from, to), a page at a time, in business-time
+/// order. Pages are keyed on (occurred_at, seq), which the `movements_time` index serves
+/// in order: no sort, and memory stays flat however long the journal is.
 pub fn each_movement_between(
     conn: &mut DbConn,
     from: Option<DateTime<Utc>>,
@@ -745,25 +746,34 @@ pub fn each_movement_between(
     mut visit: impl FnMut(Movement) -> Result<()>,
 ) -> Result<()> {
     const PAGE: i64 = 5000;
-    let mut after = 0;
+    let mut after: Option<(String, i64)> = None;
     loop {
-        let mut q = movements::table
-            .filter(movements::seq.gt(after))
-            .into_boxed();
-        if let Some(f) = from {
-            q = q.filter(movements::occurred_at.ge(ts(f)));
+        let mut q = movements::table.into_boxed();
+        match &after {
+            Some((at, seq)) => {
+                q = q.filter(movements::occurred_at.ge(at.clone())).filter(
+                    movements::occurred_at
+                        .gt(at.clone())
+                        .or(movements::seq.gt(*seq)),
+                );
+            }
+            None => {
+                if let Some(f) = from {
+                    q = q.filter(movements::occurred_at.ge(ts(f)));
+                }
+            }
         }
         if let Some(t) = to {
             q = q.filter(movements::occurred_at.lt(ts(t)));
         }
         let rows: Vec<MoveRow> = q
             .select(MoveRow::as_select())
-            .order(movements::seq.asc())
+            .order((movements::occurred_at.asc(), movements::seq.asc()))
             .limit(PAGE)
             .load(conn)?;
         let n = rows.len() as i64;
         for r in rows {
-            after = r.seq;
+            after = Some((r.occurred_at.clone(), r.seq));
             visit(Movement::try_from(r)?)?;
         }
         if n < PAGE {
