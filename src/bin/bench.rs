@@ -323,13 +323,14 @@ fn hand_sql(url: &str, donor: Uuid, repeats: usize) -> BTreeMap<&'static str, f6
         "SELECT m.item_id AS item_id, CAST(SUM(CASE WHEN m.to_kind = 'recipient' THEN m.quantity_milli ELSE 0 END) AS BIGINT) AS total \
          FROM movements m JOIN lots l ON l.id = m.lot_id WHERE l.donor_id = '{donor}' GROUP BY m.item_id"
     );
-    let run = |sql: &str| -> f64 {
+    let mut conn = store::connect(url).unwrap();
+    let mut run = |sql: &str| -> f64 {
         let mut times = vec![];
         for _ in 0..repeats {
             let t = Instant::now();
-            let rows: Vec<Sum> = match store::connect(url).unwrap() {
-                store::DbConn::Sqlite(mut c) => diesel::sql_query(sql).load(&mut c).unwrap(),
-                store::DbConn::Postgres(mut c) => diesel::sql_query(sql).load(&mut c).unwrap(),
+            let rows: Vec<Sum> = match &mut conn {
+                store::DbConn::Sqlite(c) => diesel::sql_query(sql).load(c).unwrap(),
+                store::DbConn::Postgres(c) => diesel::sql_query(sql).load(c).unwrap(),
             };
             std::hint::black_box(rows);
             times.push(t.elapsed().as_secs_f64() * 1000.0);
