@@ -228,6 +228,21 @@ pub async fn list_warehouses(
     Ok(HttpResponse::Ok().json(l))
 }
 
+/// The page and filter a donor or recipient list asks for.
+fn party_list<K: serde::Serialize>(
+    kind: Option<K>,
+    region_prefix: &Option<String>,
+    name_contains: Option<String>,
+    page: PageParams,
+) -> Result<(crate::store::master::Page, PartyFilter), Problem> {
+    let filter = PartyFilter {
+        kind: kind.map(|k| crate::store::enum_str(&k)),
+        region_prefix: region(region_prefix)?,
+        name_contains,
+    };
+    Ok((page.page()?, filter))
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -250,17 +265,16 @@ pub async fn list_donors(
     q: web::Query<DonorQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let q = q.into_inner();
-    let page = PageParams {
-        limit: q.limit,
-        cursor: q.cursor,
-        include_archived: q.include_archived,
-    }
-    .page()?;
-    let f = PartyFilter {
-        kind: q.kind.map(|k| crate::store::enum_str(&k)),
-        region_prefix: region(&q.region)?,
-        name_contains: q.q,
-    };
+    let (page, f) = party_list(
+        q.kind,
+        &q.region,
+        q.q,
+        PageParams {
+            limit: q.limit,
+            cursor: q.cursor,
+            include_archived: q.include_archived,
+        },
+    )?;
     let l = blocking(move || svc::list_donors(&db, &caller.principal, &f, &page)).await?;
     Ok(HttpResponse::Ok().json(l))
 }
@@ -287,17 +301,16 @@ pub async fn list_recipients(
     q: web::Query<RecipientQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let q = q.into_inner();
-    let page = PageParams {
-        limit: q.limit,
-        cursor: q.cursor,
-        include_archived: q.include_archived,
-    }
-    .page()?;
-    let f = PartyFilter {
-        kind: q.kind.map(|k| crate::store::enum_str(&k)),
-        region_prefix: region(&q.region)?,
-        name_contains: q.q,
-    };
+    let (page, f) = party_list(
+        q.kind,
+        &q.region,
+        q.q,
+        PageParams {
+            limit: q.limit,
+            cursor: q.cursor,
+            include_archived: q.include_archived,
+        },
+    )?;
     let l = blocking(move || svc::list_recipients(&db, &caller.principal, &f, &page)).await?;
     Ok(HttpResponse::Ok().json(l))
 }
