@@ -188,8 +188,7 @@ impl Db {
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
             )?,
         }
-        let tx = OpenTx(Some(&mut conn));
-        let mut tx = tx;
+        let mut tx = OpenTx(Some(&mut conn));
         let out = f(tx.conn());
         drop(tx); // rolls back: nothing was written
         out
