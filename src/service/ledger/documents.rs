@@ -527,6 +527,21 @@ fn in_transit(conn: &mut DbConn, doc: &Document) -> Result<Vec<Movement>> {
         .collect())
 }
 
+/// Everything a document still has in transit, bound for one place (a return, a transfer's arrival).
+fn whole_transit_to(
+    conn: &mut DbConn,
+    doc: &Document,
+    to: Location,
+) -> Result<Vec<(Movement, Quantity, Location)>> {
+    Ok(in_transit(conn, doc)?
+        .into_iter()
+        .map(|m| {
+            let q = m.quantity;
+            (m, q, to)
+        })
+        .collect())
+}
+
 /// Moves what is in transit onward, valued on the day it arrives.
 fn from_transit(
     conn: &mut DbConn,
@@ -697,13 +712,7 @@ pub fn return_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Resul
         let mut e = FieldErrors::new();
         let why = opt_text(&mut e, "reason", input.reason.as_deref(), 500);
         e.finish(|| ())?;
-        let parts: Vec<_> = in_transit(conn, &doc)?
-            .into_iter()
-            .map(|m| {
-                let q = m.quantity;
-                (m, q, Location::warehouse(warehouse))
-            })
-            .collect();
+        let parts = whole_transit_to(conn, &doc, Location::warehouse(warehouse))?;
         let mut next = next_version(&doc, ctx);
         let mut movements = from_transit(conn, ctx, &next, &parts, at)?;
         next.status = DocStatus::Returned;
@@ -790,13 +799,7 @@ pub fn receive_transfer(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Resu
         let to = doc.to_warehouse_id.expect("transfers have a destination");
         ctx.actor.require_warehouse(to)?;
         expect_status(&doc, &[DocStatus::Dispatched], "receive")?;
-        let parts: Vec<_> = in_transit(conn, &doc)?
-            .into_iter()
-            .map(|m| {
-                let q = m.quantity;
-                (m, q, Location::warehouse(to))
-            })
-            .collect();
+        let parts = whole_transit_to(conn, &doc, Location::warehouse(to))?;
         let mut next = next_version(&doc, ctx);
         let mut movements = from_transit(conn, ctx, &next, &parts, at)?;
         next.status = DocStatus::Received;
