@@ -12,7 +12,7 @@ use crate::domain::catalog::{Item, ItemInput};
 use crate::domain::parties::{
     Donor, DonorInput, Recipient, RecipientInput, Warehouse, WarehouseInput,
 };
-use crate::domain::record::{merge_patch, Meta};
+use crate::domain::record::Meta;
 use crate::domain::validation::FieldErrors;
 use crate::error::{Error, Result};
 use crate::store::{master as db, Db, DbConn};
@@ -84,9 +84,6 @@ pub fn patch<R: MasterRecord>(
     patch: serde_json::Value,
 ) -> Result<R> {
     ctx.actor.require(R::MANAGE)?;
-    if !patch.is_object() {
-        return Err(Error::field("", "a merge patch must be a JSON object"));
-    }
     db.write(|conn| {
         let current = R::load(conn, id)?.ok_or_else(|| Error::not_found(R::ENTITY, id))?;
         check_if_match(if_match, &current.meta().etag())?;
@@ -96,11 +93,7 @@ pub fn patch<R: MasterRecord>(
                 format!("{} {id} is archived", R::ENTITY),
             ));
         }
-        let mut doc = serde_json::to_value(current.to_input()).expect("inputs serialize");
-        merge_patch(&mut doc, &patch);
-        let input: R::Input = serde_path_to_error::deserialize(doc)
-            .map_err(|e| Error::field(&e.path().to_string(), e.inner().to_string()))?;
-        let input = R::validate(input)?;
+        let input = R::validate(super::patched(&current.to_input(), &patch)?)?;
         let updated = R::build(current.meta().next(ctx.now), input);
         R::check_unique(conn, &updated)?;
         R::update(conn, &updated)?;

@@ -105,7 +105,7 @@ pub fn close(dbh: &Db, ctx: &Ctx, input: CloseInput) -> Result<PeriodView> {
                 ));
             }
         }
-        let positions = super::reports::positions_at(conn, until)?;
+        let positions = super::ledger::reads::positions_at(conn, until)?;
         let (seq, hash) =
             store::audit::head(conn)?.unwrap_or((0, crate::domain::audit::GENESIS_HASH.into()));
         let period = Period {

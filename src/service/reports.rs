@@ -18,7 +18,8 @@ use crate::domain::report::{
     flow, stock_sign, Amount, AuditHead, Cell, ColumnKind as K, Flow, Report, RollForward, Table,
 };
 use crate::error::{Error, Result};
-use crate::store::{self, ledger as db, master, periods, Db, DbConn};
+use crate::service::ledger::reads::positions_at;
+use crate::store::{self, ledger as db, master, Db, DbConn};
 
 /// What a report is asked for. Dates are business days, `to` inclusive.
 #[derive(Debug, Clone, Default)]
@@ -212,29 +213,36 @@ impl Ctx {
     }
 }
 
-/// Book positions per (lot, location) at instant `t`: the latest closing position at or
-/// before `t`, plus the movements since. The cost is what happened since the last close.
-pub fn positions_at(
+/// Quantity and value per item, with the total value: the last table of several reports.
+fn by_item_table(
     conn: &mut DbConn,
-    t: DateTime<Utc>,
-) -> Result<HashMap<(Uuid, Location), (Uuid, Amount)>> {
-    let (mut pos, since) = match periods::latest_until(conn, t)? {
-        Some(p) => (periods::balances(conn, p.id)?, Some(p.closed_until)),
-        None => (HashMap::new(), None),
-    };
-    db::each_movement_between(conn, since, Some(t), |m| {
-        let a = Amount::of(&m);
-        pos.entry((m.lot_id, m.from))
-            .or_insert((m.item_id, Amount::default()))
-            .1
-            .add(a, -1);
-        pos.entry((m.lot_id, m.to))
-            .or_insert((m.item_id, Amount::default()))
-            .1
-            .add(a, 1);
-        Ok(())
-    })?;
-    Ok(pos)
+    ctx: &mut Ctx,
+    amounts: BTreeMap<Uuid, Amount>,
+    total: Amount,
+) -> Result<Table> {
+    let mut t = Table::new(
+        "by item",
+        &cols(
+            &ITEM_COLS,
+            &[
+                ("quantity", "Quantity", K::Quantity),
+                ("value", "Value", K::Money),
+            ],
+        ),
+    );
+    for (item, a) in amounts {
+        let mut row = item_cells(ctx.item(conn, item)?);
+        row.extend([a.quantity().into(), a.money().into()]);
+        t.push(row);
+    }
+    t.totals = Some(vec![
+        "Total".into(),
+        Cell::Empty,
+        Cell::Empty,
+        Cell::Empty,
+        total.money().into(),
+    ]);
+    Ok(t)
 }
 
 fn item_cells(it: &Item) -> Vec<Cell> {
@@ -809,29 +817,7 @@ fn recipient_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<V
     totals.extend(std::iter::repeat_n(Cell::Empty, 6));
     totals.extend([total.money().into(), Cell::Empty]);
     t.totals = Some(totals);
-    let mut items = Table::new(
-        "by item",
-        &cols(
-            &ITEM_COLS,
-            &[
-                ("quantity", "Quantity", K::Quantity),
-                ("value", "Value", K::Money),
-            ],
-        ),
-    );
-    for (item, a) in by_item {
-        let it = ctx.item(conn, item)?.clone();
-        let mut row = item_cells(&it);
-        row.extend([a.quantity().into(), a.money().into()]);
-        items.push(row);
-    }
-    items.totals = Some(vec![
-        "Total".into(),
-        Cell::Empty,
-        Cell::Empty,
-        Cell::Empty,
-        total.money().into(),
-    ]);
+    let items = by_item_table(conn, ctx, by_item, total)?;
     Ok(vec![t, items])
 }
 
@@ -942,29 +928,7 @@ fn distribution_summary(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<
         by_kind,
     );
     let regions = group_table("by region", ("region", "Region code", K::Text), by_region);
-    let mut items = Table::new(
-        "by item",
-        &cols(
-            &ITEM_COLS,
-            &[
-                ("quantity", "Quantity", K::Quantity),
-                ("value", "Value", K::Money),
-            ],
-        ),
-    );
-    for (item, a) in per_item {
-        let it = ctx.item(conn, item)?.clone();
-        let mut row = item_cells(&it);
-        row.extend([a.quantity().into(), a.money().into()]);
-        items.push(row);
-    }
-    items.totals = Some(vec![
-        "Total".into(),
-        Cell::Empty,
-        Cell::Empty,
-        Cell::Empty,
-        total.money().into(),
-    ]);
+    let items = by_item_table(conn, ctx, per_item, total)?;
     Ok(vec![kinds, regions, items])
 }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{check_if_match, Ctx, Listing};
 use crate::domain::access::{token, Action, ApiToken, Principal, User, UserInput};
-use crate::domain::record::{merge_patch, Meta};
+use crate::domain::record::Meta;
 use crate::domain::validation::{opt_text, FieldErrors};
 use crate::error::{Error, Result};
 use crate::store::master::Page;
@@ -155,11 +155,7 @@ pub fn patch_user(
         if current.meta.archived_at.is_some() {
             return Err(Error::conflict("id", format!("user {id} is deactivated")));
         }
-        let mut doc = serde_json::to_value(current.to_input()).expect("inputs serialize");
-        merge_patch(&mut doc, &patch);
-        let input: UserInput = serde_path_to_error::deserialize(doc)
-            .map_err(|e| Error::field(&e.path().to_string(), e.inner().to_string()))?;
-        let input = input.validate()?;
+        let input = super::patched(&current.to_input(), &patch)?.validate()?;
         let updated = User {
             meta: current.meta.next(ctx.now),
             name: input.name,

@@ -15,10 +15,11 @@ use crate::domain::ledger::document::{DocType, Document};
 use crate::domain::ledger::location::{Location, LocationKind};
 use crate::domain::ledger::lot::Lot;
 use crate::domain::ledger::movement::Movement;
+use crate::domain::report::Amount;
 use crate::error::{Error, Result};
 use crate::service::Listing;
 use crate::store::ledger::{self as db, DocFilter, MoveFilter, StockFilter};
-use crate::store::{master, Db, DbConn};
+use crate::store::{self, master, Db, DbConn};
 
 /// The warehouses a reader is limited to: a clerk's, or none (everything).
 fn scope(actor: &Principal) -> Option<Vec<Uuid>> {
@@ -220,37 +221,61 @@ fn stock_as_of(
     f: &StockFilter,
     t: DateTime<Utc>,
 ) -> Result<Vec<(Lot, Location, Quantity)>> {
-    let mut sums: BTreeMap<(Location, Uuid), Quantity> = BTreeMap::new();
-    let keep = |loc: &Location| {
-        loc.holds_stock()
-            && f.warehouses
-                .as_ref()
-                .is_none_or(|ws| loc.kind == LocationKind::Warehouse && ws.contains(&loc.id))
+    // Times are stored to the microsecond, so "up to and including t" is "before t + 1 µs".
+    let positions = positions_at(conn, t + chrono::Duration::microseconds(1))?;
+    let held: Vec<((Uuid, Location), Quantity)> = positions
+        .into_iter()
+        .filter(|((lot, loc), (item, a))| {
+            loc.holds_stock()
+                && a.qty > 0
+                && f.warehouses
+                    .as_ref()
+                    .is_none_or(|ws| loc.kind == LocationKind::Warehouse && ws.contains(&loc.id))
+                && f.item_id.is_none_or(|i| i == *item)
+                && f.lot_id.is_none_or(|l| l == *lot)
+        })
+        .map(|(key, (_, a))| (key, a.quantity()))
+        .collect();
+    let mut lots = HashMap::new();
+    for chunk in held
+        .iter()
+        .map(|((lot, _), _)| *lot)
+        .collect::<Vec<_>>()
+        .chunks(500)
+    {
+        lots.extend(db::get_lots(conn, chunk)?);
+    }
+    let mut rows: Vec<_> = held
+        .into_iter()
+        .map(|((lot, loc), q)| (lots[&lot].clone(), loc, q))
+        .collect();
+    rows.sort_by_key(|(lot, loc, _)| (*loc, lot.id));
+    Ok(rows)
+}
+
+/// Book positions per (lot, location) at instant `t`: the latest closing position at or
+/// before `t`, plus the movements since. The cost is what happened since the last close.
+pub fn positions_at(
+    conn: &mut DbConn,
+    t: DateTime<Utc>,
+) -> Result<HashMap<(Uuid, Location), (Uuid, Amount)>> {
+    let (mut pos, since) = match store::periods::latest_until(conn, t)? {
+        Some(p) => (store::periods::balances(conn, p.id)?, Some(p.closed_until)),
+        None => (HashMap::new(), None),
     };
-    db::each_movement(conn, |m| {
-        if m.occurred_at > t
-            || f.item_id.is_some_and(|i| i != m.item_id)
-            || f.lot_id.is_some_and(|l| l != m.lot_id)
-        {
-            return Ok(());
-        }
-        if keep(&m.from) {
-            let e = sums.entry((m.from, m.lot_id)).or_insert(Quantity::ZERO);
-            *e = e.checked_sub(m.quantity).expect("bounded");
-        }
-        if keep(&m.to) {
-            let e = sums.entry((m.to, m.lot_id)).or_insert(Quantity::ZERO);
-            *e = e.checked_add(m.quantity).expect("bounded");
-        }
+    db::each_movement_between(conn, since, Some(t), |m| {
+        let a = Amount::of(&m);
+        pos.entry((m.lot_id, m.from))
+            .or_insert((m.item_id, Amount::default()))
+            .1
+            .add(a, -1);
+        pos.entry((m.lot_id, m.to))
+            .or_insert((m.item_id, Amount::default()))
+            .1
+            .add(a, 1);
         Ok(())
     })?;
-    let lot_ids: Vec<Uuid> = sums.keys().map(|(_, l)| *l).collect();
-    let lots = db::get_lots(conn, &lot_ids)?;
-    Ok(sums
-        .into_iter()
-        .filter(|(_, q)| *q > Quantity::ZERO)
-        .map(|((loc, lot), q)| (lots[&lot].clone(), loc, q))
-        .collect())
+    Ok(pos)
 }
 
 // ---------------------------------------------------------------- lot trace
