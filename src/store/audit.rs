@@ -47,11 +47,16 @@ impl From<Row> for AuditEvent {
 
 /// The latest event's sequence number and hash.
 pub fn head(conn: &mut DbConn) -> Result<Option<(i64, String)>> {
-    Ok(t::table
-        .select((t::seq, t::hash))
-        .order(t::seq.desc())
-        .first(conn)
-        .optional()?)
+    // `max()` then a point read, rather than ORDER BY … LIMIT ?: SQLite re-prepares a
+    // statement whose LIMIT is a bound parameter on every run, and this runs on every write.
+    let last: Option<i64> = t::table.select(diesel::dsl::max(t::seq)).get_result(conn)?;
+    let Some(seq) = last else { return Ok(None) };
+    Ok(Some(
+        t::table
+            .find(seq)
+            .select((t::seq, t::hash))
+            .get_result(conn)?,
+    ))
 }
 
 /// Appends an event after the current head. Must run inside `Db::write`, whose lock makes

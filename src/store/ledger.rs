@@ -21,10 +21,18 @@ use crate::error::{Error, Result};
 
 /// Multi-row INSERT. diesel's backend-neutral connection has no batch insert, so this
 /// dispatches to the concrete connection.
+/// Inserts rows: one multi-row INSERT on PostgreSQL (one round trip), one cached single-row
+/// INSERT per row on SQLite, where a multi-row statement would be parsed afresh every time
+/// (its text depends on the row count) and costs more than the rows themselves.
 macro_rules! batch_insert {
     ($conn:expr, $table:expr, $rows:expr) => {
         match $conn {
-            DbConn::Sqlite(c) => diesel::insert_into($table).values($rows).execute(c),
+            DbConn::Sqlite(c) => $rows.iter().try_fold(0usize, |n, row| {
+                diesel::insert_into($table)
+                    .values(row)
+                    .execute(c)
+                    .map(|k| n + k)
+            }),
             DbConn::Postgres(c) => diesel::insert_into($table).values($rows).execute(c),
         }
     };
@@ -185,7 +193,7 @@ pub fn get_document(conn: &mut DbConn, id: Uuid) -> Result<Option<Document>> {
     let Some(row) = documents::table
         .find(id.to_string())
         .select(DocRow::as_select())
-        .first::<DocRow>(conn)
+        .get_result::<DocRow>(conn)
         .optional()?
     else {
         return Ok(None);
@@ -370,7 +378,7 @@ pub fn get_lot(conn: &mut DbConn, id: Uuid) -> Result<Option<Lot>> {
     lots::table
         .find(id.to_string())
         .select(LotRow::as_select())
-        .first::<LotRow>(conn)
+        .get_result::<LotRow>(conn)
         .optional()?
         .map(Lot::try_from)
         .transpose()
@@ -468,24 +476,115 @@ pub fn get_lots(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, Lot>> {
 
 // ---------------------------------------------------------------- balances
 
-/// Lots of these items with stock at a warehouse.
-pub fn available_at(conn: &mut DbConn, warehouse: Uuid, items: &[Uuid]) -> Result<Vec<Available>> {
-    let rows: Vec<(LotRow, i64)> = balances::table
-        .inner_join(lots::table)
-        .filter(balances::location_kind.eq(LocationKind::Warehouse.as_str()))
-        .filter(balances::location_id.eq(warehouse.to_string()))
-        .filter(balances::item_id.eq_any(items.iter().map(Uuid::to_string).collect::<Vec<_>>()))
-        .filter(balances::quantity_milli.gt(0))
-        .select((LotRow::as_select(), balances::quantity_milli))
-        .load(conn)?;
-    rows.into_iter()
-        .map(|(l, q)| {
+/// `balances.quantity_milli > 0`, written as a literal rather than with a bound 0: it is the
+/// predicate of the partial index `balances_in_stock`, and a planner can match a literal to
+/// it (SQLite can match a bound value too, but then re-prepares the statement on every run).
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+pub(crate) struct InStock;
+
+impl diesel::expression::Expression for InStock {
+    type SqlType = diesel::sql_types::Bool;
+}
+impl<QS> diesel::expression::AppearsOnTable<QS> for InStock {}
+impl<QS> diesel::expression::SelectableExpression<QS> for InStock {}
+impl diesel::expression::ValidGrouping<()> for InStock {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for InStock {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        out.push_sql("balances.quantity_milli > 0");
+        Ok(())
+    }
+}
+
+/// The stock at a warehouse that an allocation may draw on, in the order `plan::allocate`
+/// takes it (earliest expiry first, lots without expiry last, then oldest), read only as far
+/// as it is needed: per item, lots are read until those certainly usable on `on` (not held,
+/// not expired, not earmarked) cover what is wanted. Held, expired and earmarked lots met
+/// on the way come too, for `allocate` to judge; lots named by a line always come. So a
+/// shipment reads a few lots, however many the warehouse holds; when stock is short it
+/// reads them all, which is what the refusal must report.
+pub fn available_at(
+    conn: &mut DbConn,
+    warehouse: Uuid,
+    wanted: &[(Uuid, Quantity)],
+    named: &[Uuid],
+    on: NaiveDate,
+) -> Result<Vec<Available>> {
+    let on = on.to_string();
+    let mut picked: Vec<(String, i64)> = vec![];
+    for item in dedup(&wanted.iter().map(|(i, _)| *i).collect::<Vec<_>>()) {
+        let need: i64 = wanted
+            .iter()
+            .filter(|(i, _)| *i == item)
+            .map(|(_, q)| q.to_scaled())
+            .sum();
+        let rows = balances::table
+            .inner_join(lots::table)
+            .filter(balances::location_kind.eq(LocationKind::Warehouse.as_str()))
+            .filter(balances::location_id.eq(warehouse.to_string()))
+            .filter(balances::item_id.eq(item.to_string()))
+            .filter(InStock)
+            .select((
+                lots::id,
+                balances::quantity_milli,
+                lots::expiry_date,
+                lots::on_hold,
+                lots::earmark.is_null(),
+            ))
+            .order((
+                lots::expiry_date.is_null(),
+                lots::expiry_date.asc(),
+                lots::created_at.asc(),
+                lots::id.asc(),
+            ))
+            .load_iter::<(String, i64, Option<String>, bool, bool), diesel::connection::DefaultLoadingMode>(conn)?;
+        let mut sure = 0i64;
+        for row in rows {
+            let (id, q, expiry, held, unmarked) = row?;
+            picked.push((id, q));
+            if !held && unmarked && expiry.is_none_or(|e| e.as_str() >= on.as_str()) {
+                sure += q;
+                if sure >= need {
+                    break;
+                }
+            }
+        }
+    }
+    for lot in named {
+        let id = lot.to_string();
+        if picked.iter().any(|(p, _)| *p == id) {
+            continue;
+        }
+        let at = balances_of(conn, &[(*lot, Location::warehouse(warehouse))])?;
+        if let Some(q) = at.values().next().filter(|q| **q > Quantity::ZERO) {
+            picked.push((id, q.to_scaled()));
+        }
+    }
+    picked
+        .into_iter()
+        .map(|(id, q)| {
+            let lot = get_lot(conn, parse_uuid(&id)?)?
+                .ok_or_else(|| Error::Internal(format!("balance of unknown lot {id}")))?;
             Ok(Available {
-                lot: Lot::try_from(l)?,
+                lot,
                 quantity: Quantity::from_scaled(q),
             })
         })
         .collect()
+}
+
+fn dedup<T: Clone + PartialEq>(v: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(v.len());
+    for x in v {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
 }
 
 /// The balance of each (lot, location) pair asked for; absent pairs are zero.
@@ -493,22 +592,18 @@ pub fn balances_of(
     conn: &mut DbConn,
     keys: &[(Uuid, Location)],
 ) -> Result<HashMap<(Uuid, Location), Quantity>> {
-    let lot_ids: Vec<String> = keys.iter().map(|(l, _)| l.to_string()).collect();
-    let rows: Vec<(String, String, String, i64)> = balances::table
-        .filter(balances::lot_id.eq_any(lot_ids))
-        .select((
-            balances::lot_id,
-            balances::location_kind,
-            balances::location_id,
-            balances::quantity_milli,
-        ))
-        .load(conn)?;
     let mut out = HashMap::new();
-    for (lot, kind, id, q) in rows {
-        let loc = location(&kind, &id)?;
-        let key = (parse_uuid(&lot)?, loc);
-        if keys.contains(&key) {
-            out.insert(key, Quantity::from_scaled(q));
+    // Point reads on the (lot, location) key, one cached statement for any number of keys.
+    for (lot, loc) in dedup(keys) {
+        let q: Option<i64> = balances::table
+            .filter(balances::lot_id.eq(lot.to_string()))
+            .filter(balances::location_kind.eq(loc.kind.as_str()))
+            .filter(balances::location_id.eq(loc.id.to_string()))
+            .select(balances::quantity_milli)
+            .get_result(conn)
+            .optional()?;
+        if let Some(q) = q {
+            out.insert((lot, loc), Quantity::from_scaled(q));
         }
     }
     Ok(out)
@@ -615,12 +710,7 @@ impl TryFrom<MoveRow> for Movement {
 /// Appends movements (numbering them) and moves the balances with them. Runs inside
 /// `Db::write`, whose lock makes `max(seq) + 1` safe.
 pub fn append_movements(conn: &mut DbConn, ms: &mut [Movement]) -> Result<()> {
-    let mut seq: i64 = movements::table
-        .select(movements::seq)
-        .order(movements::seq.desc())
-        .first::<i64>(conn)
-        .optional()?
-        .unwrap_or(0);
+    let mut seq: i64 = last_seq(conn)?;
     let mut rows = Vec::with_capacity(ms.len());
     for m in ms.iter_mut() {
         seq += 1;
@@ -658,12 +748,16 @@ pub fn append_movements(conn: &mut DbConn, ms: &mut [Movement]) -> Result<()> {
 /// How many movements there are, and the last one's number.
 pub fn movement_stats(conn: &mut DbConn) -> Result<(i64, i64)> {
     let count: i64 = movements::table.count().get_result(conn)?;
+    Ok((count, last_seq(conn)?))
+}
+
+/// The last movement's number (0 for none). `max()` rather than ORDER BY … LIMIT: SQLite
+/// re-prepares a statement whose LIMIT is a bound parameter on every run.
+fn last_seq(conn: &mut DbConn) -> Result<i64> {
     let last: Option<i64> = movements::table
-        .select(movements::seq)
-        .order(movements::seq.desc())
-        .first(conn)
-        .optional()?;
-    Ok((count, last.unwrap_or(0)))
+        .select(diesel::dsl::max(movements::seq))
+        .get_result(conn)?;
+    Ok(last.unwrap_or(0))
 }
 
 pub fn document_movements(conn: &mut DbConn, doc: Uuid) -> Result<Vec<Movement>> {
@@ -805,7 +899,7 @@ pub fn stock(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
             LocationKind::Warehouse.as_str(),
             LocationKind::Transit.as_str(),
         ]))
-        .filter(balances::quantity_milli.gt(0))
+        .filter(InStock)
         .select((
             LotRow::as_select(),
             balances::location_kind,
@@ -886,17 +980,22 @@ struct ValueRow {
 
 /// The value in effect on `on` for each item: the latest entry dated on or before it.
 pub fn values_on(conn: &mut DbConn, items: &[Uuid], on: NaiveDate) -> Result<ValueBook> {
-    let rows: Vec<ValueRow> = item_values::table
-        .filter(item_values::item_id.eq_any(items.iter().map(Uuid::to_string).collect::<Vec<_>>()))
-        .filter(item_values::effective_from.le(on.to_string()))
-        .select(ValueRow::as_select())
-        .order((
-            item_values::effective_from.asc(),
-            item_values::recorded_at.asc(),
-        ))
-        .load(conn)?;
     let mut book = ValueBook::default();
-    for r in rows {
+    for item in dedup(items) {
+        // The latest entry in effect on the date, by the (item, effective_from) index.
+        let Some(r) = item_values::table
+            .filter(item_values::item_id.eq(item.to_string()))
+            .filter(item_values::effective_from.le(on.to_string()))
+            .select(ValueRow::as_select())
+            .order((
+                item_values::effective_from.desc(),
+                item_values::recorded_at.desc(),
+            ))
+            .get_result::<ValueRow>(conn)
+            .optional()?
+        else {
+            continue;
+        };
         let v = ItemValue {
             id: parse_uuid(&r.id)?,
             item_id: parse_uuid(&r.item_id)?,
@@ -933,7 +1032,7 @@ pub fn find_idempotent(conn: &mut DbConn, user: Uuid, key: &str) -> Result<Optio
             idempotency_keys::response_body,
             idempotency_keys::created_at,
         ))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     row.map(|(h, s, b, c)| {
         Ok(StoredResponse {

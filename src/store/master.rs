@@ -59,7 +59,7 @@ macro_rules! master_table {
             $table::table
                 .find(id.to_string())
                 .select($row::as_select())
-                .first::<$row>(conn)
+                .get_result::<$row>(conn)
                 .optional()?
                 .map(<$domain>::try_from)
                 .transpose()
@@ -168,7 +168,7 @@ pub fn item_code_taken(conn: &mut DbConn, code: &str, except: Option<Uuid>) -> R
     if let Some(id) = except {
         q = q.filter(items::id.ne(id.to_string()));
     }
-    Ok(q.first::<String>(conn).optional()?.is_some())
+    Ok(q.get_result::<String>(conn).optional()?.is_some())
 }
 
 // ---------------------------------------------------------------- item values
@@ -419,7 +419,7 @@ pub fn credit_code_taken(conn: &mut DbConn, code: &str, except: Option<Uuid>) ->
     if let Some(id) = except {
         q = q.filter(donors::id.ne(id.to_string()));
     }
-    Ok(q.first::<String>(conn).optional()?.is_some())
+    Ok(q.get_result::<String>(conn).optional()?.is_some())
 }
 
 // ---------------------------------------------------------------- recipients

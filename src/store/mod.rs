@@ -69,11 +69,15 @@ pub fn connect(url: &str) -> Result<DbConn, diesel::ConnectionError> {
         Backend::Sqlite => {
             let mut conn = SqliteConnection::establish(sqlite_path(url))?;
             // synchronous=FULL: an acknowledged commit survives power loss, not just a crash.
+            // No automatic checkpoints: they would run inside a writer's COMMIT, with every
+            // queued writer waiting on the copy and its fsync. A server's `checkpointer`
+            // thread does them beside the writers; the last connection to close does one too.
             conn.batch_execute(
                 "PRAGMA busy_timeout = 10000;
                  PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
-                 PRAGMA foreign_keys = ON;",
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA wal_autocheckpoint = 0;",
             )
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
             Ok(DbConn::Sqlite(conn))
@@ -118,16 +122,26 @@ pub struct Db {
 /// the fsync. Under no contention a group is one write, as before.
 #[derive(Default)]
 struct Group {
+    /// Where the writer's connection is opened (SQLite's one writer has its own connection,
+    /// outside the pool, with a page cache big enough for a whole group's changes).
+    url: String,
     state: Mutex<GroupState>,
     /// Writers waiting for `state`: the committer's signal that more are coming.
     queued: std::sync::atomic::AtomicUsize,
     committed: std::sync::Condvar,
+    /// Groups committed so far, for the checkpointer to see whether the WAL has grown.
+    commits: std::sync::atomic::AtomicU64,
+    /// Set by the checkpointer after it has copied the WAL's bulk: the next committer
+    /// finishes the checkpoint (see `checkpointer`).
+    checkpoint_due: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
 struct GroupState {
     /// The connection of the open group's transaction, if a group is open.
-    conn: Option<diesel::r2d2::PooledConnection<Manager>>,
+    conn: Option<DbConn>,
+    /// The writer's connection between groups.
+    idle: Option<DbConn>,
     /// The open group's number, and how many writes it holds.
     epoch: u64,
     members: usize,
@@ -160,10 +174,17 @@ impl Db {
                 backend,
                 url: url.to_string(),
             })?;
+        let sqlite_writer = Arc::new(Group {
+            url: url.to_string(),
+            ..Group::default()
+        });
+        if backend == Backend::Sqlite {
+            checkpointer(url, Arc::downgrade(&sqlite_writer))?;
+        }
         Ok(Db {
             pool,
             backend,
-            sqlite_writer: Arc::new(Group::default()),
+            sqlite_writer,
         })
     }
 
@@ -219,7 +240,10 @@ impl Db {
         let mut g = group.state.lock().unwrap_or_else(|p| p.into_inner());
         group.queued.fetch_sub(1, SeqCst);
         if g.conn.is_none() {
-            let mut conn = self.conn()?;
+            let mut conn = match g.idle.take() {
+                Some(c) => c,
+                None => writer_connection(&group.url)?,
+            };
             begin_with_retry(&mut conn)?;
             g.conn = Some(conn);
             g.epoch += 1;
@@ -252,11 +276,18 @@ impl Db {
                 let _ = rollback(&mut conn);
                 g.failed.insert(epoch);
             }
+            if outcome.is_ok() && group.checkpoint_due.swap(false, SeqCst) {
+                // Cheap: the checkpointer has copied all but the last few commits.
+                if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+            g.idle = Some(conn);
             g.done = epoch;
+            group.commits.fetch_add(1, SeqCst);
             while g.failed.len() > 1000 {
                 g.failed.pop_first();
             }
-            drop(conn);
             drop(g);
             group.committed.notify_all();
             return outcome.map_err(Error::from).and(result);
@@ -272,6 +303,54 @@ impl Db {
         }
         result
     }
+}
+
+/// SQLite's writer connection: a page cache of 16 MiB (the default is 2 MiB), so that a
+/// group of writes keeps its changed index pages in memory until the COMMIT writes each
+/// once, instead of spilling them to the WAL half-way and writing them again.
+fn writer_connection(url: &str) -> Result<DbConn> {
+    let mut conn =
+        connect(url).map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
+    conn.batch_execute("PRAGMA cache_size = -16384")?;
+    Ok(conn)
+}
+
+/// Checkpoints in two steps, so that writers neither wait for the bulk of the copy (as they
+/// would for SQLite's automatic checkpoint, run inside a COMMIT) nor see the WAL grow
+/// without end (a checkpoint that runs beside writers never catches up with them, and the
+/// WAL only starts over once one has). This thread copies committed pages from the WAL into
+/// the database file on its own connection while writers go on (a PASSIVE checkpoint never
+/// blocks them); then the next committer, holding the write lock, copies the few commits
+/// made meanwhile, after which the next write starts the WAL over from its beginning. It
+/// wakes a few times a second, works only if something was committed, and ends when its
+/// `Db` is dropped.
+fn checkpointer(url: &str, group: std::sync::Weak<Group>) -> Result<()> {
+    let mut conn =
+        connect(url).map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
+    std::thread::Builder::new()
+        .name("wal-checkpoint".into())
+        .spawn(move || {
+            let mut seen = 0;
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                let Some(writers) = group.upgrade() else {
+                    return;
+                };
+                let commits = writers.commits.load(std::sync::atomic::Ordering::SeqCst);
+                if commits == seen {
+                    continue;
+                }
+                seen = commits;
+                match conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                    Ok(()) => writers
+                        .checkpoint_due
+                        .store(true, std::sync::atomic::Ordering::SeqCst),
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
+                }
+            }
+        })
+        .map_err(|e| Error::Internal(format!("cannot start the checkpointer: {e}")))?;
+    Ok(())
 }
 
 /// Starting a write is the one place a transient error can occur: SQLite answers BUSY when

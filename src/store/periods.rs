@@ -91,7 +91,7 @@ pub fn get(conn: &mut DbConn, id: Uuid) -> Result<Option<Period>> {
     periods::table
         .find(id.to_string())
         .select(PeriodRow::as_select())
-        .first::<PeriodRow>(conn)
+        .get_result::<PeriodRow>(conn)
         .optional()?
         .map(Period::try_from)
         .transpose()
@@ -102,7 +102,7 @@ pub fn latest(conn: &mut DbConn) -> Result<Option<Period>> {
     periods::table
         .select(PeriodRow::as_select())
         .order(periods::closed_until.desc())
-        .first::<PeriodRow>(conn)
+        .get_result::<PeriodRow>(conn)
         .optional()?
         .map(Period::try_from)
         .transpose()
@@ -114,7 +114,7 @@ pub fn latest_until(conn: &mut DbConn, t: DateTime<Utc>) -> Result<Option<Period
         .filter(periods::closed_until.le(ts(t)))
         .select(PeriodRow::as_select())
         .order(periods::closed_until.desc())
-        .first::<PeriodRow>(conn)
+        .get_result::<PeriodRow>(conn)
         .optional()?
         .map(Period::try_from)
         .transpose()

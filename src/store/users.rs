@@ -74,7 +74,7 @@ pub fn get_user(conn: &mut DbConn, id: Uuid) -> Result<Option<User>> {
     users::table
         .find(id.to_string())
         .select(UserRow::as_select())
-        .first::<UserRow>(conn)
+        .get_result::<UserRow>(conn)
         .optional()?
         .map(User::try_from)
         .transpose()
@@ -88,7 +88,7 @@ pub fn user_name_taken(conn: &mut DbConn, name: &str, except: Option<Uuid>) -> R
     if let Some(id) = except {
         q = q.filter(users::id.ne(id.to_string()));
     }
-    Ok(q.first::<String>(conn).optional()?.is_some())
+    Ok(q.get_result::<String>(conn).optional()?.is_some())
 }
 
 pub fn list_users(conn: &mut DbConn, page: &super::master::Page) -> Result<Vec<User>> {
@@ -154,7 +154,7 @@ pub fn get_token(conn: &mut DbConn, id: Uuid) -> Result<Option<ApiToken>> {
     api_tokens::table
         .find(id.to_string())
         .select(TokenRow::as_select())
-        .first::<TokenRow>(conn)
+        .get_result::<TokenRow>(conn)
         .optional()?
         .map(ApiToken::try_from)
         .transpose()
@@ -193,7 +193,7 @@ pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<(ApiTo
         .inner_join(users::table)
         .filter(api_tokens::token_hash.eq(token_hash.to_string()))
         .select((TokenRow::as_select(), UserRow::as_select()))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     found
         .map(|(t, u)| Ok((ApiToken::try_from(t)?, User::try_from(u)?)))

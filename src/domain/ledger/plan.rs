@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
 use uuid::Uuid;
 
 use super::document::{DocStatus, DocType, Document};
@@ -39,7 +39,8 @@ pub fn business_time(
     if t < now - Duration::days(MAX_BACKDATE_DAYS) {
         return Err(format!("must be within the last {MAX_BACKDATE_DAYS} days"));
     }
-    Ok(t)
+    // The store keeps microseconds; what is answered is what a later read will show.
+    Ok(t.trunc_subsecs(6))
 }
 
 /// The value in effect for each item on one date (absent: the item had no value yet).

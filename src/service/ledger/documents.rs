@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    alloc_error, apply, base_quantity, load_items, money, new_document, view, DocumentView,
+    alloc_error, apply, base_quantity, created_view, load_items, money, new_document, view,
+    DocumentView,
 };
 use crate::domain::access::Action;
 use crate::domain::catalog::Item;
@@ -396,11 +397,11 @@ pub fn post_receipt(dbh: &Db, ctx: &Ctx, input: ReceiptInput) -> Result<Document
             ));
             lots.push(lot);
         }
-        apply(conn, ctx, "receipt.post", &doc, None, &lots, &mut movements)?;
+        let event = apply(conn, ctx, "receipt.post", &doc, None, &lots, &mut movements)?;
         if let Some(p) = input.pledge_id {
             refresh_pledge(conn, ctx, p)?;
         }
-        view(conn, doc, today(ctx))
+        Ok(created_view(doc, movements, event, today(ctx)))
     })
 }
 
@@ -469,7 +470,14 @@ fn dispatch_movements(
         .filter_map(|i| master::get_item(conn, *i).transpose())
         .map(|r| r.map(|it| (it.meta.id, it)))
         .collect::<Result<_>>()?;
-    let stock = db::available_at(conn, warehouse, &item_ids)?;
+    let wanted: Vec<(Uuid, Quantity)> = doc
+        .lines
+        .iter()
+        .filter(|l| l.lot_id.is_none())
+        .map(|l| (l.item_id, l.quantity))
+        .collect();
+    let named: Vec<Uuid> = doc.lines.iter().filter_map(|l| l.lot_id).collect();
+    let stock = db::available_at(conn, warehouse, &wanted, &named, at.date_naive())?;
     let wants: Vec<Want> = doc
         .lines
         .iter()
@@ -593,7 +601,7 @@ pub fn create_shipment(dbh: &Db, ctx: &Ctx, input: ShipmentInput) -> Result<Docu
             doc.status = DocStatus::Dispatched;
             doc.details.dispatched_at = Some(at);
         }
-        apply(
+        let event = apply(
             conn,
             ctx,
             "shipment.create",
@@ -602,7 +610,7 @@ pub fn create_shipment(dbh: &Db, ctx: &Ctx, input: ShipmentInput) -> Result<Docu
             &[],
             &mut movements,
         )?;
-        view(conn, doc, today(ctx))
+        Ok(created_view(doc, movements, event, today(ctx)))
     })
 }
 
@@ -778,7 +786,7 @@ pub fn create_transfer(dbh: &Db, ctx: &Ctx, input: TransferInput) -> Result<Docu
         doc.details.dispatched_at = Some(at);
         doc.lines = lines;
         let mut movements = dispatch_movements(conn, ctx, &doc, at, None)?;
-        apply(
+        let event = apply(
             conn,
             ctx,
             "transfer.dispatch",
@@ -787,7 +795,7 @@ pub fn create_transfer(dbh: &Db, ctx: &Ctx, input: TransferInput) -> Result<Docu
             &[],
             &mut movements,
         )?;
-        view(conn, doc, today(ctx))
+        Ok(created_view(doc, movements, event, today(ctx)))
     })
 }
 
@@ -948,7 +956,7 @@ pub fn post_adjustment(dbh: &Db, ctx: &Ctx, input: AdjustmentInput) -> Result<Do
             changes,
             false,
         )?;
-        apply(
+        let event = apply(
             conn,
             ctx,
             "adjustment.post",
@@ -957,7 +965,7 @@ pub fn post_adjustment(dbh: &Db, ctx: &Ctx, input: AdjustmentInput) -> Result<Do
             &[],
             &mut movements,
         )?;
-        view(conn, doc, today(ctx))
+        Ok(created_view(doc, movements, event, today(ctx)))
     })
 }
 

@@ -97,6 +97,28 @@ pub(crate) fn view(
     })
 }
 
+/// The view of a document this write has just created, from what it wrote rather than read
+/// back: its movements (numbered by `apply`) and its one audit event are all there is.
+pub(crate) fn created_view(
+    mut doc: Document,
+    movements: Vec<Movement>,
+    event: AuditEvent,
+    today: chrono::NaiveDate,
+) -> DocumentView {
+    debug_assert_ne!(
+        doc.doc_type,
+        DocType::Pledge,
+        "pledges show progress: use view()"
+    );
+    doc.status = shown_status(&doc, today);
+    DocumentView {
+        document: doc,
+        progress: None,
+        movements,
+        audit_events: vec![event],
+    }
+}
+
 /// A new document, stamped.
 pub(crate) fn new_document(
     doc_type: DocType,
@@ -260,7 +282,7 @@ pub(crate) fn apply(
     before: Option<&Document>,
     lots: &[crate::domain::ledger::lot::Lot],
     movements: &mut [Movement],
-) -> Result<()> {
+) -> Result<AuditEvent> {
     if let Some(earliest) = movements.iter().map(|m| m.occurred_at).min() {
         crate::service::periods::check_open(conn, earliest, "occurred_at")?;
     }
@@ -299,6 +321,5 @@ pub(crate) fn apply(
         doc.id,
         before.as_ref(),
         Some(&after),
-    )?;
-    Ok(())
+    )
 }
