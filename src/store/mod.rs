@@ -104,26 +104,27 @@ impl diesel::r2d2::ManageConnection for Manager {
     }
 }
 
-/// The database handle shared by all requests: a connection pool and, on SQLite, the
-/// in-process writer lock.
+/// The database handle shared by all requests: a connection pool for reads and the
+/// writers' group commit.
 #[derive(Clone)]
 pub struct Db {
     pool: diesel::r2d2::Pool<Manager>,
     pub backend: Backend,
-    /// SQLite allows one writer at a time; writers queue here (see `group`).
-    sqlite_writer: Arc<Group>,
+    /// Writers queue here, one at a time (see `Group`).
+    writers: Arc<Group>,
 }
 
-/// Group commit for SQLite. Writers queue on one mutex and run one after another, each in
-/// its own savepoint of a shared transaction; the writer that finds nobody queued behind it
-/// commits for the whole group and wakes the others. Every write is still its own unit
-/// (a failing one rolls back to its savepoint and does not fail its neighbours), still
-/// audited, and acknowledged only after the COMMIT that made it durable; the group shares
-/// the fsync. Under no contention a group is one write, as before.
+/// Group commit. Writers queue on one mutex and run one after another, each in its own
+/// savepoint of a shared transaction; the writer that finds nobody queued behind it commits
+/// for the whole group and wakes the others. Every write is still its own unit (a failing
+/// one rolls back to its savepoint and does not fail its neighbours), still audited, and
+/// acknowledged only after the COMMIT that made it durable; the group shares the fsync.
+/// Under no contention a group is one write. On PostgreSQL the group's transaction also
+/// holds the advisory lock, so groups from several API nodes still run one at a time.
 #[derive(Default)]
 struct Group {
-    /// Where the writer's connection is opened (SQLite's one writer has its own connection,
-    /// outside the pool, with a page cache big enough for a whole group's changes).
+    /// Where the writer's connection is opened: the writer has its own, outside the pool
+    /// (on SQLite with a page cache big enough for a whole group's changes).
     url: String,
     state: Mutex<GroupState>,
     /// Writers waiting for `state`: the committer's signal that more are coming.
@@ -174,17 +175,17 @@ impl Db {
                 backend,
                 url: url.to_string(),
             })?;
-        let sqlite_writer = Arc::new(Group {
+        let writers = Arc::new(Group {
             url: url.to_string(),
             ..Group::default()
         });
         if backend == Backend::Sqlite {
-            checkpointer(url, Arc::downgrade(&sqlite_writer))?;
+            checkpointer(url, Arc::downgrade(&writers))?;
         }
         Ok(Db {
             pool,
             backend,
-            sqlite_writer,
+            writers,
         })
     }
 
@@ -222,20 +223,12 @@ impl Db {
     /// Every write therefore reads the state left by the one before it, which is what keeps
     /// the audit chain from forking and what later checks (stock) rely on.
     pub fn write<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
-        if self.backend == Backend::Sqlite {
-            return self.group_write(f);
-        }
-        let mut conn = self.conn()?;
-        begin_with_retry(&mut conn)?;
-        let mut tx = OpenTx(Some(&mut conn));
-        let value = f(tx.conn())?;
-        tx.commit()?;
-        Ok(value)
+        self.group_write(f)
     }
 
     fn group_write<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
         use std::sync::atomic::Ordering::SeqCst;
-        let group = &self.sqlite_writer;
+        let group = &self.writers;
         group.queued.fetch_add(1, SeqCst);
         let mut g = group.state.lock().unwrap_or_else(|p| p.into_inner());
         group.queued.fetch_sub(1, SeqCst);
@@ -282,7 +275,10 @@ impl Db {
                     tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
                 }
             }
-            g.idle = Some(conn);
+            if outcome.is_ok() {
+                // After a failed COMMIT the connection may be broken: the next group opens a new one.
+                g.idle = Some(conn);
+            }
             g.done = epoch;
             group.commits.fetch_add(1, SeqCst);
             while g.failed.len() > 1000 {
@@ -305,13 +301,15 @@ impl Db {
     }
 }
 
-/// SQLite's writer connection: a page cache of 16 MiB (the default is 2 MiB), so that a
-/// group of writes keeps its changed index pages in memory until the COMMIT writes each
+/// The writer's connection. On SQLite with a page cache of 16 MiB (the default is 2 MiB), so
+/// that a group of writes keeps its changed index pages in memory until the COMMIT writes each
 /// once, instead of spilling them to the WAL half-way and writing them again.
 fn writer_connection(url: &str) -> Result<DbConn> {
     let mut conn =
         connect(url).map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
-    conn.batch_execute("PRAGMA cache_size = -16384")?;
+    if let DbConn::Sqlite(c) = &mut conn {
+        c.batch_execute("PRAGMA cache_size = -16384")?;
+    }
     Ok(conn)
 }
 
@@ -425,22 +423,13 @@ fn rollback(conn: &mut DbConn) -> diesel::QueryResult<()> {
     }
 }
 
-/// Rolls back on drop unless committed, so an error or a panic in a write never leaves an
-/// open transaction on a pooled connection.
+/// Rolls back on drop, so a read snapshot never leaves an open transaction on a pooled
+/// connection, whatever happens inside it.
 struct OpenTx<'a>(Option<&'a mut DbConn>);
 
 impl OpenTx<'_> {
     fn conn(&mut self) -> &mut DbConn {
         self.0.as_deref_mut().expect("transaction is open")
-    }
-
-    fn commit(mut self) -> Result<()> {
-        let conn = self.0.take().expect("transaction is open");
-        if let Err(e) = commit(conn) {
-            let _ = rollback(conn);
-            return Err(e.into());
-        }
-        Ok(())
     }
 }
 
