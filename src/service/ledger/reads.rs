@@ -253,8 +253,11 @@ fn stock_as_of(
     Ok(rows)
 }
 
-/// Book positions per (lot, location) at instant `t`: the latest closing position at or
-/// before `t`, plus the movements since. The cost is what happened since the last close.
+/// Stock positions per (lot, warehouse or transit location) at instant `t`: the latest
+/// closing position at or before `t`, plus the movements since. The cost is what was in
+/// stock at that close and what happened since, not the length of the history: donors',
+/// recipients' and loss positions, which only grow, are neither stored at a close nor kept
+/// here (every report takes stock positions only).
 pub fn positions_at(
     conn: &mut DbConn,
     t: DateTime<Utc>,
@@ -263,16 +266,17 @@ pub fn positions_at(
         Some(p) => (store::periods::balances(conn, p.id)?, Some(p.closed_until)),
         None => (HashMap::new(), None),
     };
+    pos.retain(|(_, loc), _| loc.holds_stock());
     db::each_movement_between(conn, since, Some(t), |m| {
         let a = Amount::of(&m);
-        pos.entry((m.lot_id, m.from))
-            .or_insert((m.item_id, Amount::default()))
-            .1
-            .add(a, -1);
-        pos.entry((m.lot_id, m.to))
-            .or_insert((m.item_id, Amount::default()))
-            .1
-            .add(a, 1);
+        for (loc, sign) in [(m.from, -1), (m.to, 1)] {
+            if loc.holds_stock() {
+                pos.entry((m.lot_id, loc))
+                    .or_insert((m.item_id, Amount::default()))
+                    .1
+                    .add(a, sign);
+            }
+        }
         Ok(())
     })?;
     Ok(pos)
