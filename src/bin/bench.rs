@@ -230,7 +230,7 @@ fn generate(db: &Db, w: &World, target: usize) -> (usize, f64) {
             })
         } else if roll < 85 {
             let body = json!({"warehouse_id": wh, "recipient_id": pick(&mut rng, &w.recipients), "occurred_at": at, "dispatch": true,
-                "lines": (0..lines).map(|_| json!({"item_id": w.items[rng.below(30) as usize], "quantity": format!("{}", 1 + rng.below(1300))})).collect::<Vec<_>>()});
+                "lines": (0..lines).map(|_| json!({"item_id": w.items[rng.below(30) as usize], "quantity": format!("{}", 1 + rng.below(1600))})).collect::<Vec<_>>()});
             ledger::create_shipment(db, &ctx, from(body)).and_then(|s| {
                 let n = s.movements.len();
                 ledger::deliver_shipment(
@@ -412,8 +412,13 @@ fn http(
     let status = match agent.run(req) {
         Ok(r) => {
             let s = r.status().as_u16();
-            let _ = r.into_body().read_to_vec();
-            s
+            // The whole body, however long (read_to_vec would stop at 10 MB).
+            let read = std::io::copy(&mut r.into_body().into_reader(), &mut std::io::sink());
+            if read.is_ok() {
+                s
+            } else {
+                0
+            }
         }
         Err(_) => 0,
     };

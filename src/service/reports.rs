@@ -18,7 +18,7 @@ use crate::domain::report::{
     flow, stock_sign, Amount, AuditHead, Cell, ColumnKind as K, Flow, Report, RollForward, Table,
 };
 use crate::error::{Error, Result};
-use crate::service::ledger::reads::positions_at;
+use crate::service::ledger::reads::{item_positions_at, positions_at};
 use crate::store::{self, ledger as db, master, Db, DbConn};
 
 /// What a report is asked for. Dates are business days, `to` inclusive.
@@ -413,7 +413,7 @@ fn stock_card(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>
     let to = need(p.to, "to")?;
     let it = ctx.item(conn, item)?.clone();
     let here = Location::warehouse(warehouse);
-    let opening_pos = positions_at(conn, start_of(from))?;
+    let opening_pos = item_positions_at(conn, start_of(from), item)?;
     let mut bal = Amount::default();
     for ((lot, loc), (i, a)) in &opening_pos {
         if *loc == here && *i == item && p.lot_id.is_none_or(|l| l == *lot) {

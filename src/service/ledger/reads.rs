@@ -262,24 +262,65 @@ pub fn positions_at(
     conn: &mut DbConn,
     t: DateTime<Utc>,
 ) -> Result<HashMap<(Uuid, Location), (Uuid, Amount)>> {
+    let (mut pos, since) = closing_positions(conn, t)?;
+    db::each_movement_between(conn, since, Some(t), |m| {
+        fold_stock(&mut pos, &m);
+        Ok(())
+    })?;
+    Ok(pos)
+}
+
+/// `positions_at` for one item: the movements since the close are read through the
+/// (item_id, occurred_at) index, so a stock card's opening balance costs the item's
+/// movements, not everyone's.
+pub fn item_positions_at(
+    conn: &mut DbConn,
+    t: DateTime<Utc>,
+    item: Uuid,
+) -> Result<HashMap<(Uuid, Location), (Uuid, Amount)>> {
+    let (mut pos, since) = closing_positions(conn, t)?;
+    pos.retain(|_, (i, _)| *i == item);
+    let moves = db::list_movements(
+        conn,
+        &db::MoveFilter {
+            item_id: Some(item),
+            from: since,
+            to: Some(t),
+            limit: i64::MAX,
+            ..Default::default()
+        },
+    )?;
+    for m in moves {
+        fold_stock(&mut pos, &m);
+    }
+    Ok(pos)
+}
+
+type Positions = HashMap<(Uuid, Location), (Uuid, Amount)>;
+
+/// The stock positions stored by the latest close at or before `t`, and that close's end.
+fn closing_positions(
+    conn: &mut DbConn,
+    t: DateTime<Utc>,
+) -> Result<(Positions, Option<DateTime<Utc>>)> {
     let (mut pos, since) = match store::periods::latest_until(conn, t)? {
         Some(p) => (store::periods::balances(conn, p.id)?, Some(p.closed_until)),
         None => (HashMap::new(), None),
     };
     pos.retain(|(_, loc), _| loc.holds_stock());
-    db::each_movement_between(conn, since, Some(t), |m| {
-        let a = Amount::of(&m);
-        for (loc, sign) in [(m.from, -1), (m.to, 1)] {
-            if loc.holds_stock() {
-                pos.entry((m.lot_id, loc))
-                    .or_insert((m.item_id, Amount::default()))
-                    .1
-                    .add(a, sign);
-            }
+    Ok((pos, since))
+}
+
+fn fold_stock(pos: &mut Positions, m: &Movement) {
+    let a = Amount::of(m);
+    for (loc, sign) in [(m.from, -1), (m.to, 1)] {
+        if loc.holds_stock() {
+            pos.entry((m.lot_id, loc))
+                .or_insert((m.item_id, Amount::default()))
+                .1
+                .add(a, sign);
         }
-        Ok(())
-    })?;
-    Ok(pos)
+    }
 }
 
 // ---------------------------------------------------------------- lot trace
