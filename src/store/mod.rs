@@ -189,6 +189,20 @@ impl Db {
         })
     }
 
+    /// Writers waiting for the writer's turn, and groups committed so far: what a test
+    /// needs to see a group form, and what a metrics endpoint would show.
+    pub fn queued_writers(&self) -> usize {
+        self.writers
+            .queued
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn groups_committed(&self) -> u64 {
+        self.writers
+            .commits
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn conn(&self) -> Result<diesel::r2d2::PooledConnection<Manager>> {
         Ok(self.pool.get()?)
     }

@@ -342,3 +342,101 @@ fn tampering_in_many_random_ways_is_always_detected() {
         }
     }
 }
+
+/// Group commit: writers queued behind a running one share its transaction, each in its own
+/// savepoint. Here 24 writers are queued behind a first one that holds the writer's turn,
+/// so all 25 form one group (one COMMIT); every other one fails after writing its audit
+/// event. The failures leave nothing, their neighbours are all there, and the chain holds.
+#[test]
+fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
+    use relief_ledger::domain::audit::NewEvent;
+    use relief_ledger::error::Error;
+    use relief_ledger::store::{self, Db};
+
+    let app = TestApp::spawn();
+    let db = Db::open(&app.db_url, 4).unwrap();
+    let event = |action: &str, i: usize| NewEvent {
+        occurred_at: chrono::Utc::now(),
+        actor_id: uuid::Uuid::nil().to_string(),
+        actor_name: "group test".into(),
+        actor_role: "admin".into(),
+        action: action.into(),
+        entity_type: "test".into(),
+        entity_id: format!("writer-{i}"),
+        request_id: None,
+        before: None,
+        after: Some(json!({"writer": i})),
+    };
+    let queued = 24;
+    let groups_before = db.groups_committed();
+    let (inside_tx, inside_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let results: Vec<(usize, bool)> = std::thread::scope(|s| {
+        let (db_, event_) = (&db, &event);
+        let first = s.spawn(move || {
+            db_.write(|c| {
+                let event = event_;
+                store::audit::append(c, event("group.ok", 0))?;
+                inside_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok(())
+            })
+            .is_ok()
+        });
+        inside_rx.recv().unwrap();
+        let others: Vec<_> = (1..=queued)
+            .map(|i| {
+                let (db, event) = (&db, &event);
+                s.spawn(move || {
+                    let r = db.write(|c| {
+                        if i % 2 == 0 {
+                            store::audit::append(c, event("group.ok", i))?;
+                            Ok(())
+                        } else {
+                            store::audit::append(c, event("group.fail", i))?;
+                            Err(Error::conflict("writer", "fails on purpose, after writing"))
+                        }
+                    });
+                    (i, r.is_ok())
+                })
+            })
+            .collect();
+        // Wait (without sleeping) until every other writer is queued behind the first.
+        while db.queued_writers() < queued {
+            std::thread::yield_now();
+        }
+        release_tx.send(()).unwrap();
+        let mut out = vec![(0, first.join().unwrap())];
+        out.extend(others.into_iter().map(|h| h.join().unwrap()));
+        out
+    });
+    for (i, ok) in &results {
+        assert_eq!(*ok, i % 2 == 0, "writer {i}");
+    }
+    assert_eq!(
+        db.groups_committed() - groups_before,
+        1,
+        "the 25 writes shared one commit"
+    );
+    let ok = app
+        .get(
+            "/api/v1/audit/events?action=group.ok&limit=100",
+            &app.auditor,
+        )
+        .ok(200);
+    let ok_ids: Vec<&str> = ok["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["entity_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ok_ids.len(), 13, "{ok_ids:?}");
+    let failed = app
+        .get(
+            "/api/v1/audit/events?action=group.fail&limit=100",
+            &app.auditor,
+        )
+        .ok(200);
+    assert_eq!(failed["items"].as_array().unwrap().len(), 0);
+    app.assert_chain_valid();
+}
