@@ -514,8 +514,7 @@ pub fn available_at(
     named: &[Uuid],
     on: NaiveDate,
 ) -> Result<Vec<Available>> {
-    let on = on.to_string();
-    let mut picked: Vec<(String, i64)> = vec![];
+    let mut picked: Vec<Available> = vec![];
     for item in dedup(&wanted.iter().map(|(i, _)| *i).collect::<Vec<_>>()) {
         let need: i64 = wanted
             .iter()
@@ -528,25 +527,25 @@ pub fn available_at(
             .filter(balances::location_id.eq(warehouse.to_string()))
             .filter(balances::item_id.eq(item.to_string()))
             .filter(InStock)
-            .select((
-                lots::id,
-                balances::quantity_milli,
-                lots::expiry_date,
-                lots::on_hold,
-                lots::earmark.is_null(),
-            ))
+            .select((LotRow::as_select(), balances::quantity_milli))
             .order((
                 lots::expiry_date.is_null(),
                 lots::expiry_date.asc(),
                 lots::created_at.asc(),
                 lots::id.asc(),
             ))
-            .load_iter::<(String, i64, Option<String>, bool, bool), diesel::connection::DefaultLoadingMode>(conn)?;
+            .load_iter::<(LotRow, i64), diesel::connection::DefaultLoadingMode>(conn)?;
         let mut sure = 0i64;
         for row in rows {
-            let (id, q, expiry, held, unmarked) = row?;
-            picked.push((id, q));
-            if !held && unmarked && expiry.is_none_or(|e| e.as_str() >= on.as_str()) {
+            let (lot, q) = row?;
+            let lot = Lot::try_from(lot)?;
+            let usable =
+                !lot.on_hold && lot.earmark.is_none() && lot.expiry_date.is_none_or(|e| e >= on);
+            picked.push(Available {
+                lot,
+                quantity: Quantity::from_scaled(q),
+            });
+            if usable {
                 sure += q;
                 if sure >= need {
                     break;
@@ -555,26 +554,20 @@ pub fn available_at(
         }
     }
     for lot in named {
-        let id = lot.to_string();
-        if picked.iter().any(|(p, _)| *p == id) {
+        if picked.iter().any(|a| a.lot.id == *lot) {
             continue;
         }
         let at = balances_of(conn, &[(*lot, Location::warehouse(warehouse))])?;
         if let Some(q) = at.values().next().filter(|q| **q > Quantity::ZERO) {
-            picked.push((id, q.to_scaled()));
+            let found = get_lot(conn, *lot)?
+                .ok_or_else(|| Error::Internal(format!("balance of unknown lot {lot}")))?;
+            picked.push(Available {
+                lot: found,
+                quantity: *q,
+            });
         }
     }
-    picked
-        .into_iter()
-        .map(|(id, q)| {
-            let lot = get_lot(conn, parse_uuid(&id)?)?
-                .ok_or_else(|| Error::Internal(format!("balance of unknown lot {id}")))?;
-            Ok(Available {
-                lot,
-                quantity: Quantity::from_scaled(q),
-            })
-        })
-        .collect()
+    Ok(picked)
 }
 
 fn dedup<T: Clone + PartialEq>(v: &[T]) -> Vec<T> {
@@ -618,25 +611,23 @@ fn location(kind: &str, id: &str) -> Result<Location> {
 }
 
 /// Adds `delta` to a balance. A decrease of a stock-holding location only succeeds if the
-/// stock is there: the guard is in the UPDATE itself, so it holds whatever ran before.
+/// stock is there: the guard is in the UPDATE itself, so it holds whatever ran before. Any
+/// other change is one upsert, since it often creates the pair (a new lot, a document's
+/// transit, a first delivery to a recipient).
 fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) -> Result<()> {
-    let key = balances::table
-        .filter(balances::lot_id.eq(m.lot_id.to_string()))
-        .filter(balances::location_kind.eq(loc.kind.as_str()))
-        .filter(balances::location_id.eq(loc.id.to_string()));
-    let updated = if delta < 0 && loc.holds_stock() {
-        diesel::update(key.filter(balances::quantity_milli.ge(-delta)))
-            .set(balances::quantity_milli.eq(balances::quantity_milli + delta))
-            .execute(conn)?
-    } else {
-        diesel::update(key)
-            .set(balances::quantity_milli.eq(balances::quantity_milli + delta))
-            .execute(conn)?
-    };
-    if updated == 1 {
-        return Ok(());
-    }
     if delta < 0 && loc.holds_stock() {
+        let updated = diesel::update(
+            balances::table
+                .filter(balances::lot_id.eq(m.lot_id.to_string()))
+                .filter(balances::location_kind.eq(loc.kind.as_str()))
+                .filter(balances::location_id.eq(loc.id.to_string()))
+                .filter(balances::quantity_milli.ge(-delta)),
+        )
+        .set(balances::quantity_milli.eq(balances::quantity_milli + delta))
+        .execute(conn)?;
+        if updated == 1 {
+            return Ok(());
+        }
         return Err(Error::Conflict {
             field: None,
             detail: format!(
@@ -646,15 +637,34 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
             ),
         });
     }
-    diesel::insert_into(balances::table)
-        .values((
-            balances::lot_id.eq(m.lot_id.to_string()),
-            balances::location_kind.eq(loc.kind.as_str()),
-            balances::location_id.eq(loc.id.to_string()),
-            balances::item_id.eq(m.item_id.to_string()),
-            balances::quantity_milli.eq(delta),
-        ))
-        .execute(conn)?;
+    let row = (
+        balances::lot_id.eq(m.lot_id.to_string()),
+        balances::location_kind.eq(loc.kind.as_str()),
+        balances::location_id.eq(loc.id.to_string()),
+        balances::item_id.eq(m.item_id.to_string()),
+        balances::quantity_milli.eq(delta),
+    );
+    let key = (
+        balances::lot_id,
+        balances::location_kind,
+        balances::location_id,
+    );
+    let add = balances::quantity_milli.eq(balances::quantity_milli + delta);
+    // `ON CONFLICT` is spelt per backend (diesel's multi-connection does not carry it).
+    match conn {
+        DbConn::Sqlite(c) => diesel::insert_into(balances::table)
+            .values(row)
+            .on_conflict(key)
+            .do_update()
+            .set(add)
+            .execute(c)?,
+        DbConn::Postgres(c) => diesel::insert_into(balances::table)
+            .values(row)
+            .on_conflict(key)
+            .do_update()
+            .set(add)
+            .execute(c)?,
+    };
     Ok(())
 }
 
