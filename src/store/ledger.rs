@@ -14,16 +14,15 @@ use crate::domain::catalog::ItemValue;
 use crate::domain::decimal::{Money, Quantity, UnitValue};
 use crate::domain::ledger::document::{DocType, Document, Line};
 use crate::domain::ledger::location::{Location, LocationKind};
-use crate::domain::ledger::lot::Lot;
+use crate::domain::ledger::lot::{unusable_reason, Lot};
 use crate::domain::ledger::movement::Movement;
 use crate::domain::ledger::plan::{Available, ValueBook};
 use crate::error::{Error, Result};
 
-/// Multi-row INSERT. diesel's backend-neutral connection has no batch insert, so this
-/// dispatches to the concrete connection.
 /// Inserts rows: one multi-row INSERT on PostgreSQL (one round trip), one cached single-row
 /// INSERT per row on SQLite, where a multi-row statement would be parsed afresh every time
-/// (its text depends on the row count) and costs more than the rows themselves.
+/// (its text depends on the row count) and costs more than the rows themselves. diesel's
+/// backend-neutral connection has no batch insert, so this dispatches to the concrete one.
 macro_rules! batch_insert {
     ($conn:expr, $table:expr, $rows:expr) => {
         match $conn {
@@ -539,8 +538,8 @@ pub fn available_at(
         for row in rows {
             let (lot, q) = row?;
             let lot = Lot::try_from(lot)?;
-            let usable =
-                !lot.on_hold && lot.earmark.is_none() && lot.expiry_date.is_none_or(|e| e >= on);
+            // Usable whoever the recipient is: the domain's rule, and no earmark at all.
+            let usable = unusable_reason(&lot, on, None).is_none() && lot.earmark.is_none();
             picked.push(Available {
                 lot,
                 quantity: Quantity::from_scaled(q),

@@ -290,11 +290,11 @@ impl Db {
                 }
             }
             if outcome.is_ok() {
+                group.commits.fetch_add(1, SeqCst);
                 // After a failed COMMIT the connection may be broken: the next group opens a new one.
                 g.idle = Some(conn);
             }
             g.done = epoch;
-            group.commits.fetch_add(1, SeqCst);
             while g.failed.len() > 1000 {
                 g.failed.pop_first();
             }
