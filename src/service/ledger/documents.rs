@@ -465,11 +465,6 @@ fn dispatch_movements(
 ) -> Result<Vec<Movement>> {
     let warehouse = doc.warehouse_id.expect("outgoing documents have a source");
     let item_ids: Vec<Uuid> = doc.lines.iter().map(|l| l.item_id).collect();
-    let items: HashMap<Uuid, Item> = item_ids
-        .iter()
-        .filter_map(|i| master::get_item(conn, *i).transpose())
-        .map(|r| r.map(|it| (it.meta.id, it)))
-        .collect::<Result<_>>()?;
     let wanted: Vec<(Uuid, Quantity)> = doc
         .lines
         .iter()
@@ -488,8 +483,18 @@ fn dispatch_movements(
             lot_id: l.lot_id,
         })
         .collect();
-    let allocations =
-        allocate(&wants, &stock, at.date_naive(), recipient).map_err(|e| alloc_error(e, &items))?;
+    let allocations = match allocate(&wants, &stock, at.date_naive(), recipient) {
+        Ok(a) => a,
+        Err(e) => {
+            // The items, for their codes in the refusal: read only when there is one.
+            let items: HashMap<Uuid, Item> = item_ids
+                .iter()
+                .filter_map(|i| master::get_item(conn, *i).transpose())
+                .map(|r| r.map(|it| (it.meta.id, it)))
+                .collect::<Result<_>>()?;
+            return Err(alloc_error(e, &items));
+        }
+    };
     let values = db::values_on(conn, &item_ids, at.date_naive())?;
     Ok(allocations
         .into_iter()

@@ -253,15 +253,15 @@ fn stock_as_of(
     Ok(rows)
 }
 
+/// Per (lot, stock location): the lot's item and the amount there.
+pub type Positions = HashMap<(Uuid, Location), (Uuid, Amount)>;
+
 /// Stock positions per (lot, warehouse or transit location) at instant `t`: the latest
 /// closing position at or before `t`, plus the movements since. The cost is what was in
 /// stock at that close and what happened since, not the length of the history: donors',
 /// recipients' and loss positions, which only grow, are neither stored at a close nor kept
 /// here (every report takes stock positions only).
-pub fn positions_at(
-    conn: &mut DbConn,
-    t: DateTime<Utc>,
-) -> Result<HashMap<(Uuid, Location), (Uuid, Amount)>> {
+pub fn positions_at(conn: &mut DbConn, t: DateTime<Utc>) -> Result<Positions> {
     let (mut pos, since) = closing_positions(conn, t)?;
     db::each_movement_between(conn, since, Some(t), |m| {
         fold_stock(&mut pos, &m);
@@ -273,11 +273,7 @@ pub fn positions_at(
 /// `positions_at` for one item: the movements since the close are read through the
 /// (item_id, occurred_at) index, so a stock card's opening balance costs the item's
 /// movements, not everyone's.
-pub fn item_positions_at(
-    conn: &mut DbConn,
-    t: DateTime<Utc>,
-    item: Uuid,
-) -> Result<HashMap<(Uuid, Location), (Uuid, Amount)>> {
+pub fn item_positions_at(conn: &mut DbConn, t: DateTime<Utc>, item: Uuid) -> Result<Positions> {
     let (mut pos, since) = closing_positions(conn, t)?;
     pos.retain(|_, (i, _)| *i == item);
     let moves = db::list_movements(
@@ -295,8 +291,6 @@ pub fn item_positions_at(
     }
     Ok(pos)
 }
-
-type Positions = HashMap<(Uuid, Location), (Uuid, Amount)>;
 
 /// The stock positions stored by the latest close at or before `t`, and that close's end.
 fn closing_positions(
