@@ -428,31 +428,45 @@ pub fn stock_of_lots(
     let mut out = vec![];
     for chunk in lots_.chunks(500) {
         let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
-        let rows: Vec<(String, String, String, String, i64)> = balances::table
+        let rows: Vec<BalanceCols> = balances::table
             .filter(balances::lot_id.eq_any(ids))
             .filter(balances::location_kind.eq_any([
                 LocationKind::Warehouse.as_str(),
                 LocationKind::Transit.as_str(),
             ]))
             .filter(balances::quantity_milli.ne(0))
-            .select((
-                balances::lot_id,
-                balances::item_id,
-                balances::location_kind,
-                balances::location_id,
-                balances::quantity_milli,
-            ))
+            .select(BALANCE_COLS)
             .load(conn)?;
-        for (lot, item, k, id, q) in rows {
-            out.push((
-                parse_uuid(&lot)?,
-                parse_uuid(&item)?,
-                location(&k, &id)?,
-                Quantity::from_scaled(q),
-            ));
+        for row in rows {
+            out.push(balance(row)?);
         }
     }
     Ok(out)
+}
+
+/// A balance row as (lot, item, location, quantity).
+type BalanceCols = (String, String, String, String, i64);
+const BALANCE_COLS: (
+    balances::lot_id,
+    balances::item_id,
+    balances::location_kind,
+    balances::location_id,
+    balances::quantity_milli,
+) = (
+    balances::lot_id,
+    balances::item_id,
+    balances::location_kind,
+    balances::location_id,
+    balances::quantity_milli,
+);
+
+fn balance((lot, item, k, id, q): BalanceCols) -> Result<(Uuid, Uuid, Location, Quantity)> {
+    Ok((
+        parse_uuid(&lot)?,
+        parse_uuid(&item)?,
+        location(&k, &id)?,
+        Quantity::from_scaled(q),
+    ))
 }
 
 /// Every lot's donor: reports attribute movements to donors through their lots.
@@ -950,25 +964,8 @@ pub fn stock(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
 
 /// Every balance row, for the integrity check.
 pub fn all_balances(conn: &mut DbConn) -> Result<Vec<(Uuid, Uuid, Location, Quantity)>> {
-    let rows: Vec<(String, String, String, String, i64)> = balances::table
-        .select((
-            balances::lot_id,
-            balances::item_id,
-            balances::location_kind,
-            balances::location_id,
-            balances::quantity_milli,
-        ))
-        .load(conn)?;
-    rows.into_iter()
-        .map(|(lot, item, k, id, q)| {
-            Ok((
-                parse_uuid(&lot)?,
-                parse_uuid(&item)?,
-                location(&k, &id)?,
-                Quantity::from_scaled(q),
-            ))
-        })
-        .collect()
+    let rows: Vec<BalanceCols> = balances::table.select(BALANCE_COLS).load(conn)?;
+    rows.into_iter().map(balance).collect()
 }
 
 // ---------------------------------------------------------------- values

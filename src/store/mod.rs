@@ -230,17 +230,14 @@ impl Db {
         out
     }
 
-    /// Runs `f` in one write transaction, committed durably before this returns `Ok`.
+    /// Runs `f` as one write (its own savepoint in its group's transaction, see `Group`),
+    /// committed durably before this returns `Ok`.
     ///
     /// Writers are serialised: SQLite takes the write lock up front (`BEGIN IMMEDIATE`, so no
     /// lock upgrade can fail half-way), PostgreSQL takes a transaction-scoped advisory lock.
     /// Every write therefore reads the state left by the one before it, which is what keeps
     /// the audit chain from forking and what later checks (stock) rely on.
     pub fn write<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
-        self.group_write(f)
-    }
-
-    fn group_write<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
         use std::sync::atomic::Ordering::SeqCst;
         let group = &self.writers;
         group.queued.fetch_add(1, SeqCst);

@@ -220,11 +220,14 @@ pub(crate) fn money(field: &str, text: Option<&str>, e: &mut FieldErrors) -> Opt
 /// Plays the plan's movements over the current balances of the locations they touch and
 /// refuses any that would overdraw a warehouse or transit location.
 pub(crate) fn check_plan(conn: &mut DbConn, movements: &[Movement]) -> Result<()> {
-    let mut keys = vec![];
-    for m in movements {
-        keys.push((m.lot_id, m.from));
-        keys.push((m.lot_id, m.to));
-    }
+    // Only the balances `apply_to` can refuse: stock-holding places the plan takes from.
+    // A place the plan only adds to needs no read (it cannot go below zero), and one it
+    // also takes from is read here.
+    let keys: Vec<(Uuid, crate::domain::ledger::location::Location)> = movements
+        .iter()
+        .filter(|m| m.from.holds_stock())
+        .map(|m| (m.lot_id, m.from))
+        .collect();
     let mut balances = store::ledger::balances_of(conn, &keys)?;
     apply_to(&mut balances, movements).map_err(|o| Error::InsufficientStock {
         field: "lines".into(),
