@@ -541,12 +541,8 @@ pub fn available_at(
             .filter(balances::item_id.eq(item.to_string()))
             .filter(InStock)
             .select((LotRow::as_select(), balances::quantity_milli))
-            .order((
-                lots::expiry_date.is_null(),
-                lots::expiry_date.asc(),
-                lots::created_at.asc(),
-                lots::id.asc(),
-            ))
+            // FEFO, as `plan::allocate` takes it, read in index order (see migration 000007).
+            .order(balances::fefo.asc())
             .load_iter::<(LotRow, i64), diesel::connection::DefaultLoadingMode>(conn)?;
         let mut sure = 0i64;
         for row in rows {
@@ -623,6 +619,25 @@ fn location(kind: &str, id: &str) -> Result<Location> {
     })
 }
 
+/// Adds to a balance, creating it if new with its lot's place in FEFO order (`fefo`, see
+/// migration 000007), which only the lot knows: hence INSERT … SELECT from the lot rather
+/// than VALUES. Written as SQL because diesel's DSL does not spell an upsert from a SELECT,
+/// and as one fixed text per backend so the prepared statement is reused.
+const UPSERT_BALANCE_SQLITE: &str = "INSERT INTO balances \
+    (lot_id, location_kind, location_id, item_id, quantity_milli, fefo) \
+    SELECT ?1, ?2, ?3, ?4, ?5, \
+        (CASE WHEN expiry_date IS NULL THEN '1' ELSE '0' || expiry_date END) || created_at || id \
+    FROM lots WHERE id = ?1 \
+    ON CONFLICT (lot_id, location_kind, location_id) \
+    DO UPDATE SET quantity_milli = balances.quantity_milli + excluded.quantity_milli";
+const UPSERT_BALANCE_PG: &str = "INSERT INTO balances \
+    (lot_id, location_kind, location_id, item_id, quantity_milli, fefo) \
+    SELECT $1, $2, $3, $4, $5, \
+        (CASE WHEN expiry_date IS NULL THEN '1' ELSE '0' || expiry_date END) || created_at || id \
+    FROM lots WHERE id = $1 \
+    ON CONFLICT (lot_id, location_kind, location_id) \
+    DO UPDATE SET quantity_milli = balances.quantity_milli + excluded.quantity_milli";
+
 /// Adds `delta` to a balance. A decrease of a stock-holding location only succeeds if the
 /// stock is there: the guard is in the UPDATE itself, so it holds whatever ran before. Any
 /// other change is one upsert, since it often creates the pair (a new lot, a document's
@@ -650,34 +665,29 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
             ),
         });
     }
-    let row = (
-        balances::lot_id.eq(m.lot_id.to_string()),
-        balances::location_kind.eq(loc.kind.as_str()),
-        balances::location_id.eq(loc.id.to_string()),
-        balances::item_id.eq(m.item_id.to_string()),
-        balances::quantity_milli.eq(delta),
-    );
-    let key = (
-        balances::lot_id,
-        balances::location_kind,
-        balances::location_id,
-    );
-    let add = balances::quantity_milli.eq(balances::quantity_milli + delta);
-    // `ON CONFLICT` is spelt per backend (diesel's multi-connection does not carry it).
-    match conn {
-        DbConn::Sqlite(c) => diesel::insert_into(balances::table)
-            .values(row)
-            .on_conflict(key)
-            .do_update()
-            .set(add)
+    let lot = m.lot_id.to_string();
+    let (kind, place) = (loc.kind.as_str(), loc.id.to_string());
+    let item = m.item_id.to_string();
+    use diesel::sql_types::{BigInt, Text};
+    let n = match conn {
+        DbConn::Sqlite(c) => diesel::sql_query(UPSERT_BALANCE_SQLITE)
+            .bind::<Text, _>(&lot)
+            .bind::<Text, _>(kind)
+            .bind::<Text, _>(&place)
+            .bind::<Text, _>(&item)
+            .bind::<BigInt, _>(delta)
             .execute(c)?,
-        DbConn::Postgres(c) => diesel::insert_into(balances::table)
-            .values(row)
-            .on_conflict(key)
-            .do_update()
-            .set(add)
+        DbConn::Postgres(c) => diesel::sql_query(UPSERT_BALANCE_PG)
+            .bind::<Text, _>(&lot)
+            .bind::<Text, _>(kind)
+            .bind::<Text, _>(&place)
+            .bind::<Text, _>(&item)
+            .bind::<BigInt, _>(delta)
             .execute(c)?,
     };
+    if n != 1 {
+        return Err(Error::Internal(format!("a movement of unknown lot {lot}")));
+    }
     Ok(())
 }
 

@@ -132,8 +132,8 @@ struct Group {
     committed: std::sync::Condvar,
     /// Groups committed so far, for the checkpointer to see whether the WAL has grown.
     commits: std::sync::atomic::AtomicU64,
-    /// Set by the checkpointer after it has copied the WAL's bulk: the next committer
-    /// finishes the checkpoint (see `checkpointer`).
+    /// Set by the checkpointer after it has copied the bulk of a long WAL: the next
+    /// committer finishes the checkpoint (see `checkpointer`).
     checkpoint_due: std::sync::atomic::AtomicBool,
 }
 
@@ -314,14 +314,31 @@ impl Db {
 
 /// The writer's connection. On SQLite with a page cache of 16 MiB (the default is 2 MiB), so
 /// that a group of writes keeps its changed index pages in memory until the COMMIT writes each
-/// once, instead of spilling them to the WAL half-way and writing them again.
+/// once, instead of spilling them to the WAL half-way and writing them again; and with
+/// temporary storage in memory, so that the savepoint each write runs in keeps its copies of
+/// the pages it changes in memory, not in a temporary file opened, written and deleted for
+/// every write (seen as half of the writer's system calls, docs/performance.md).
 fn writer_connection(url: &str) -> Result<DbConn> {
     let mut conn =
         connect(url).map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
     if let DbConn::Sqlite(c) = &mut conn {
-        c.batch_execute("PRAGMA cache_size = -16384")?;
+        c.batch_execute("PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;")?;
     }
     Ok(conn)
+}
+
+/// The WAL's length, in frames (pages), at which the next committer finishes a checkpoint
+/// so that the WAL starts over: 32 MiB of 4 KiB pages. Finishing costs a committer, and the
+/// writers queued behind it, the copy of whatever was committed since the checkpointer's
+/// last pass (tens of milliseconds under load); doing it on every pass took 15% of the
+/// writers' time (docs/performance.md).
+const WAL_RESTART_FRAMES: i64 = 8192;
+
+/// What `PRAGMA wal_checkpoint` answers.
+#[derive(diesel::QueryableByName)]
+struct Checkpoint {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    log: i64,
 }
 
 /// Checkpoints in two steps, so that writers neither wait for the bulk of the copy (as they
@@ -329,9 +346,9 @@ fn writer_connection(url: &str) -> Result<DbConn> {
 /// without end (a checkpoint that runs beside writers never catches up with them, and the
 /// WAL only starts over once one has). This thread copies committed pages from the WAL into
 /// the database file on its own connection while writers go on (a PASSIVE checkpoint never
-/// blocks them); then the next committer, holding the write lock, copies the few commits
-/// made meanwhile, after which the next write starts the WAL over from its beginning. It
-/// wakes a few times a second, works only if something was committed, and ends when its
+/// blocks them); once the WAL is longer than `WAL_RESTART_FRAMES`, the next committer,
+/// holding the write lock, copies the few commits made since, after which the next write
+/// starts the WAL over from its beginning. It wakes a few times a second, works only if something was committed, and ends when its
 /// `Db` is dropped.
 fn checkpointer(url: &str, group: std::sync::Weak<Group>) -> Result<()> {
     let mut conn =
@@ -350,10 +367,16 @@ fn checkpointer(url: &str, group: std::sync::Weak<Group>) -> Result<()> {
                     continue;
                 }
                 seen = commits;
-                match conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                    Ok(()) => writers
+                let DbConn::Sqlite(c) = &mut conn else {
+                    return;
+                };
+                match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .get_result::<Checkpoint>(c)
+                {
+                    Ok(c) if c.log >= WAL_RESTART_FRAMES => writers
                         .checkpoint_due
                         .store(true, std::sync::atomic::Ordering::SeqCst),
+                    Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
                 }
             }

@@ -209,6 +209,7 @@ diesel::table! {
         location_id -> Text,
         item_id -> Text,
         quantity_milli -> BigInt,
+        fefo -> Text,
     }
 }
 

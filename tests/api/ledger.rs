@@ -101,6 +101,22 @@ fn on_hand(app: &TestApp, item: &str) -> String {
         .unwrap_or_else(|| "0".into())
 }
 
+/// (lot, quantity) of each movement of `item` in a document.
+fn lots_moved(doc: &Value, item: &str) -> Vec<(String, String)> {
+    doc["movements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["item_id"] == item)
+        .map(|m| {
+            (
+                m["lot_id"].as_str().unwrap().to_string(),
+                m["quantity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 fn future(days: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::days(days))
         .date_naive()
@@ -196,18 +212,7 @@ fn the_seed_scenario_adds_up() {
     // To the factory and a community; the expired lot is never picked.
     let s1 = ship(&app, &w, &w.factory, json!([{"item_id": w.mask, "quantity": "8000"}, {"item_id": w.alcohol, "quantity": "600"}, {"item_id": w.spray, "quantity": "1200"}])).ok(201);
     assert_eq!(s1["status"], "dispatched");
-    let masks: Vec<(String, String)> = s1["movements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["item_id"] == w.mask.as_str())
-        .map(|m| {
-            (
-                m["lot_id"].as_str().unwrap().to_string(),
-                m["quantity"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let masks = lots_moved(&s1, &w.mask);
     assert_eq!(
         masks,
         [
@@ -668,6 +673,51 @@ fn shipments_move_through_their_states() {
         json!({"reason": "x"}),
     )
     .problem(409);
+    app.assert_ledger_ok();
+}
+
+/// Allocation reads stock in FEFO order straight from the store's index (migration 000007)
+/// and stops once it has enough: what it takes must still be earliest expiry first, the
+/// older of two with the same expiry first.
+#[test]
+fn shipments_take_the_earliest_expiry_first() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let receive_lot = |number: &str, days: i64| -> String {
+        let r = receive(
+            &app,
+            &w,
+            json!([{"item_id": w.mask, "quantity": "10", "lot_number": number, "expiry_date": future(days)}]),
+        );
+        r["lines"][0]["lot_id"].as_str().unwrap().to_string()
+    };
+    let late = receive_lot("L-60", 60);
+    let soon = receive_lot("S-30", 30);
+    let soon_too = receive_lot("T-30", 30);
+    let s = ship(
+        &app,
+        &w,
+        &w.community,
+        json!([{"item_id": w.mask, "quantity": "15"}]),
+    )
+    .ok(201);
+    assert_eq!(
+        lots_moved(&s, &w.mask),
+        [(soon, "10".into()), (soon_too.clone(), "5".into())],
+        "earliest expiry first, the older of two alike first"
+    );
+    let s = ship(
+        &app,
+        &w,
+        &w.community,
+        json!([{"item_id": w.mask, "quantity": "10"}]),
+    )
+    .ok(201);
+    assert_eq!(
+        lots_moved(&s, &w.mask),
+        [(soon_too, "5".into()), (late, "5".into())]
+    );
+    assert_eq!(on_hand(&app, &w.mask), "5");
     app.assert_ledger_ok();
 }
 
