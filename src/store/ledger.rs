@@ -621,8 +621,9 @@ fn location(kind: &str, id: &str) -> Result<Location> {
 
 /// Adds to a balance, creating it if new with its lot's place in FEFO order (`fefo`, see
 /// migration 000007), which only the lot knows: hence INSERT … SELECT from the lot rather
-/// than VALUES. Written as SQL because diesel's DSL does not spell an upsert from a SELECT,
-/// and as one fixed text per backend so the prepared statement is reused.
+/// than VALUES. Written as SQL because diesel's DSL does not spell an upsert from a SELECT.
+/// diesel never caches an `sql_query`, so SQLite prepares this on every run (as it did the
+/// DSL's upsert before); a statement type with a static query id would let it be reused.
 const UPSERT_BALANCE_SQLITE: &str = "INSERT INTO balances \
     (lot_id, location_kind, location_id, item_id, quantity_milli, fefo) \
     SELECT ?1, ?2, ?3, ?4, ?5, \
