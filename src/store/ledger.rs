@@ -366,9 +366,16 @@ pub fn insert_lots(conn: &mut DbConn, ls: &[Lot]) -> Result<()> {
     Ok(())
 }
 
-pub fn update_lot(conn: &mut DbConn, l: &Lot) -> Result<()> {
+/// Writes a lot's hold. Only the hold can change once a lot exists: its expiry and creation
+/// are copied into every balance row as its FEFO key (`change_balance`), so this writes no
+/// other column.
+pub fn update_lot_hold(conn: &mut DbConn, l: &Lot) -> Result<()> {
     diesel::update(lots::table.find(l.id.to_string()))
-        .set(LotRow::from(l))
+        .set((
+            lots::on_hold.eq(l.on_hold),
+            lots::hold_reason.eq(l.hold_reason.as_deref()),
+            lots::version.eq(l.version),
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -631,13 +638,9 @@ const UPSERT_BALANCE_SQLITE: &str = "INSERT INTO balances \
     FROM lots WHERE id = ?1 \
     ON CONFLICT (lot_id, location_kind, location_id) \
     DO UPDATE SET quantity_milli = balances.quantity_milli + excluded.quantity_milli";
-const UPSERT_BALANCE_PG: &str = "INSERT INTO balances \
-    (lot_id, location_kind, location_id, item_id, quantity_milli, fefo) \
-    SELECT $1, $2, $3, $4, $5, \
-        (CASE WHEN expiry_date IS NULL THEN '1' ELSE '0' || expiry_date END) || created_at || id \
-    FROM lots WHERE id = $1 \
-    ON CONFLICT (lot_id, location_kind, location_id) \
-    DO UPDATE SET quantity_milli = balances.quantity_milli + excluded.quantity_milli";
+/// The same on PostgreSQL, whose placeholders are `$n`.
+static UPSERT_BALANCE_PG: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| UPSERT_BALANCE_SQLITE.replace('?', "$"));
 
 /// Adds `delta` to a balance. A decrease of a stock-holding location only succeeds if the
 /// stock is there: the guard is in the UPDATE itself, so it holds whatever ran before. Any
@@ -670,21 +673,20 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
     let (kind, place) = (loc.kind.as_str(), loc.id.to_string());
     let item = m.item_id.to_string();
     use diesel::sql_types::{BigInt, Text};
+    macro_rules! upsert {
+        ($sql:expr, $c:expr) => {
+            diesel::sql_query($sql)
+                .bind::<Text, _>(&lot)
+                .bind::<Text, _>(kind)
+                .bind::<Text, _>(&place)
+                .bind::<Text, _>(&item)
+                .bind::<BigInt, _>(delta)
+                .execute($c)?
+        };
+    }
     let n = match conn {
-        DbConn::Sqlite(c) => diesel::sql_query(UPSERT_BALANCE_SQLITE)
-            .bind::<Text, _>(&lot)
-            .bind::<Text, _>(kind)
-            .bind::<Text, _>(&place)
-            .bind::<Text, _>(&item)
-            .bind::<BigInt, _>(delta)
-            .execute(c)?,
-        DbConn::Postgres(c) => diesel::sql_query(UPSERT_BALANCE_PG)
-            .bind::<Text, _>(&lot)
-            .bind::<Text, _>(kind)
-            .bind::<Text, _>(&place)
-            .bind::<Text, _>(&item)
-            .bind::<BigInt, _>(delta)
-            .execute(c)?,
+        DbConn::Sqlite(c) => upsert!(UPSERT_BALANCE_SQLITE, c),
+        DbConn::Postgres(c) => upsert!(UPSERT_BALANCE_PG.as_str(), c),
     };
     if n != 1 {
         return Err(Error::Internal(format!("a movement of unknown lot {lot}")));

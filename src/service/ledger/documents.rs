@@ -1078,7 +1078,7 @@ pub fn set_hold(dbh: &Db, ctx: &Ctx, id: Uuid, hold: Option<HoldInput>) -> Resul
                 next.hold_reason = None;
             }
         }
-        db::update_lot(conn, &next)?;
+        db::update_lot_hold(conn, &next)?;
         let action = if hold.is_some() {
             "lot.hold"
         } else {
