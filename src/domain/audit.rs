@@ -76,22 +76,43 @@ impl NewEvent {
 }
 
 impl AuditEvent {
+    /// SHA-256 of the canonical JSON of every field but the hash itself. Written out field
+    /// by field, in canonical (sorted) key order, rather than built as a `Value` first: the
+    /// payloads are kilobytes and this runs inside every write (the same bytes as
+    /// `canonical_json` of that object; the test `hash_body_is_the_canonical_json` holds it).
     pub fn compute_hash(&self) -> String {
-        let body = serde_json::json!({
-            "seq": self.seq,
-            "occurred_at": self.occurred_at,
-            "actor_id": self.actor_id,
-            "actor_name": self.actor_name,
-            "actor_role": self.actor_role,
-            "action": self.action,
-            "entity_type": self.entity_type,
-            "entity_id": self.entity_id,
-            "request_id": self.request_id,
-            "before": self.before,
-            "after": self.after,
-            "prev_hash": self.prev_hash,
-        });
-        hex::encode(Sha256::digest(canonical_json(&body).as_bytes()))
+        hex::encode(Sha256::digest(self.hash_body()))
+    }
+
+    fn hash_body(&self) -> Vec<u8> {
+        let fields: [(&str, Option<&str>); 11] = [
+            ("action", Some(&self.action)),
+            ("actor_id", Some(&self.actor_id)),
+            ("actor_name", Some(&self.actor_name)),
+            ("actor_role", Some(&self.actor_role)),
+            ("after", self.after.as_deref()),
+            ("before", self.before.as_deref()),
+            ("entity_id", Some(&self.entity_id)),
+            ("entity_type", Some(&self.entity_type)),
+            ("occurred_at", Some(&self.occurred_at)),
+            ("prev_hash", Some(&self.prev_hash)),
+            ("request_id", self.request_id.as_deref()),
+        ];
+        let size: usize = fields.iter().map(|(_, v)| v.map_or(4, str::len) + 16).sum();
+        let mut out = Vec::with_capacity(size + 64);
+        out.push(b'{');
+        for (key, value) in fields {
+            write_str(key, &mut out);
+            out.push(b':');
+            match value {
+                Some(v) => write_str(v, &mut out),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b',');
+        }
+        // "seq" sorts last.
+        out.extend_from_slice(format!("\"seq\":{}}}", self.seq).as_bytes());
+        out
     }
 }
 
@@ -103,39 +124,45 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 /// JSON with object keys sorted and no insignificant white space. Numbers are written by
 /// serde_json; the ledger only puts integers in them (decimals travel as strings).
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(256);
     write_canonical(value, &mut out);
-    out
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
+                write_str(k, out);
+                out.push(b':');
+                write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        Value::String(s) => write_str(s, out),
+        scalar => serde_json::to_writer(&mut *out, scalar).expect("a JSON scalar serializes"),
     }
+}
+
+/// A JSON string literal, escaped as serde_json escapes it.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *out, s).expect("a string serializes");
 }
 
 /// Where and why a chain stopped verifying.
@@ -244,6 +271,35 @@ mod tests {
             canonical_json(&json!({"b": 1, "a": {"d": [true, null], "c": "é"}})),
             r#"{"a":{"c":"é","d":[true,null]},"b":1}"#
         );
+    }
+
+    #[test]
+    fn hash_body_is_the_canonical_json() {
+        for ev in chain(3).into_iter().chain([AuditEvent {
+            request_id: None,
+            before: None,
+            actor_name: "名字 \"quoted\" \\ \n".into(),
+            ..chain(1).remove(0)
+        }]) {
+            let reference = serde_json::json!({
+                "seq": ev.seq,
+                "occurred_at": ev.occurred_at,
+                "actor_id": ev.actor_id,
+                "actor_name": ev.actor_name,
+                "actor_role": ev.actor_role,
+                "action": ev.action,
+                "entity_type": ev.entity_type,
+                "entity_id": ev.entity_id,
+                "request_id": ev.request_id,
+                "before": ev.before,
+                "after": ev.after,
+                "prev_hash": ev.prev_hash,
+            });
+            assert_eq!(
+                String::from_utf8(ev.hash_body()).unwrap(),
+                canonical_json(&reference)
+            );
+        }
     }
 
     #[test]

@@ -49,14 +49,14 @@ impl From<Row> for AuditEvent {
 pub fn head(conn: &mut DbConn) -> Result<Option<(i64, String)>> {
     // `max()` then a point read, rather than ORDER BY … LIMIT ?: SQLite re-prepares a
     // statement whose LIMIT is a bound parameter on every run, and this runs on every write.
-    let last: Option<i64> = t::table.select(diesel::dsl::max(t::seq)).get_result(conn)?;
+    let last: Option<i64> = on!(conn, |c| t::table
+        .select(diesel::dsl::max(t::seq))
+        .get_result(c))?;
     let Some(seq) = last else { return Ok(None) };
-    Ok(Some(
-        t::table
-            .find(seq)
-            .select((t::seq, t::hash))
-            .get_result(conn)?,
-    ))
+    Ok(Some(on!(conn, |c| t::table
+        .find(seq)
+        .select((t::seq, t::hash))
+        .get_result(c))?))
 }
 
 /// Appends an event after the current head. Must run inside `Db::write`, whose lock makes
@@ -65,23 +65,24 @@ pub fn head(conn: &mut DbConn) -> Result<Option<(i64, String)>> {
 pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<AuditEvent> {
     let prev = head(conn)?;
     let ev = event.seal(prev.as_ref().map(|(s, h)| (*s, h.as_str())));
-    diesel::insert_into(t::table)
-        .values(Row {
-            seq: ev.seq,
-            occurred_at: ev.occurred_at.clone(),
-            actor_id: ev.actor_id.clone(),
-            actor_name: ev.actor_name.clone(),
-            actor_role: ev.actor_role.clone(),
-            action: ev.action.clone(),
-            entity_type: ev.entity_type.clone(),
-            entity_id: ev.entity_id.clone(),
-            request_id: ev.request_id.clone(),
-            before: ev.before.clone(),
-            after: ev.after.clone(),
-            prev_hash: ev.prev_hash.clone(),
-            hash: ev.hash.clone(),
-        })
-        .execute(conn)?;
+    let row = Row {
+        seq: ev.seq,
+        occurred_at: ev.occurred_at.clone(),
+        actor_id: ev.actor_id.clone(),
+        actor_name: ev.actor_name.clone(),
+        actor_role: ev.actor_role.clone(),
+        action: ev.action.clone(),
+        entity_type: ev.entity_type.clone(),
+        entity_id: ev.entity_id.clone(),
+        request_id: ev.request_id.clone(),
+        before: ev.before.clone(),
+        after: ev.after.clone(),
+        prev_hash: ev.prev_hash.clone(),
+        hash: ev.hash.clone(),
+    };
+    on!(conn, |c| diesel::insert_into(t::table)
+        .values(&row)
+        .execute(c))?;
     Ok(ev)
 }
 

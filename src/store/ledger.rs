@@ -166,9 +166,10 @@ fn document(r: DocRow, lines: Vec<LineRow>) -> Result<Document> {
 
 /// Inserts a document's header; its lines go in with `insert_lines`, after any lots they name.
 pub fn insert_document(conn: &mut DbConn, d: &Document) -> Result<()> {
-    diesel::insert_into(documents::table)
-        .values(DocRow::from(d))
-        .execute(conn)?;
+    let row = DocRow::from(d);
+    on!(conn, |c| diesel::insert_into(documents::table)
+        .values(&row)
+        .execute(c))?;
     Ok(())
 }
 
@@ -182,26 +183,28 @@ pub fn insert_lines(conn: &mut DbConn, d: &Document) -> Result<()> {
 
 /// Writes a document's new state (status, details, links). Lines never change.
 pub fn update_document(conn: &mut DbConn, d: &Document) -> Result<()> {
-    diesel::update(documents::table.find(d.id.to_string()))
-        .set(DocRow::from(d))
-        .execute(conn)?;
+    let row = DocRow::from(d);
+    on!(conn, |c| diesel::update(documents::table.find(&row.id))
+        .set(&row)
+        .execute(c))?;
     Ok(())
 }
 
 pub fn get_document(conn: &mut DbConn, id: Uuid) -> Result<Option<Document>> {
-    let Some(row) = documents::table
-        .find(id.to_string())
+    let id = id.to_string();
+    let Some(row) = on!(conn, |c| documents::table
+        .find(&id)
         .select(DocRow::as_select())
-        .get_result::<DocRow>(conn)
-        .optional()?
+        .get_result::<DocRow>(c)
+        .optional())?
     else {
         return Ok(None);
     };
-    let lines: Vec<LineRow> = document_lines::table
-        .filter(document_lines::document_id.eq(id.to_string()))
+    let lines: Vec<LineRow> = on!(conn, |c| document_lines::table
+        .filter(document_lines::document_id.eq(&id))
         .select(LineRow::as_select())
         .order(document_lines::line_no.asc())
-        .load(conn)?;
+        .load(c))?;
     document(row, lines).map(Some)
 }
 
@@ -370,24 +373,25 @@ pub fn insert_lots(conn: &mut DbConn, ls: &[Lot]) -> Result<()> {
 /// are copied into every balance row as its FEFO key (`change_balance`), so this writes no
 /// other column.
 pub fn update_lot_hold(conn: &mut DbConn, l: &Lot) -> Result<()> {
-    diesel::update(lots::table.find(l.id.to_string()))
+    on!(conn, |c| diesel::update(lots::table.find(l.id.to_string()))
         .set((
             lots::on_hold.eq(l.on_hold),
             lots::hold_reason.eq(l.hold_reason.as_deref()),
             lots::version.eq(l.version),
         ))
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
 pub fn get_lot(conn: &mut DbConn, id: Uuid) -> Result<Option<Lot>> {
-    lots::table
-        .find(id.to_string())
+    let id = id.to_string();
+    on!(conn, |c| lots::table
+        .find(&id)
         .select(LotRow::as_select())
-        .get_result::<LotRow>(conn)
-        .optional()?
-        .map(Lot::try_from)
-        .transpose()
+        .get_result::<LotRow>(c)
+        .optional())?
+    .map(Lot::try_from)
+    .transpose()
 }
 
 /// A donor's lots (through the index on lots.donor_id).
@@ -541,33 +545,36 @@ pub fn available_at(
             .filter(|(i, _)| *i == item)
             .map(|(_, q)| q.to_scaled())
             .sum();
-        let rows = balances::table
-            .inner_join(lots::table)
-            .filter(balances::location_kind.eq(LocationKind::Warehouse.as_str()))
-            .filter(balances::location_id.eq(warehouse.to_string()))
-            .filter(balances::item_id.eq(item.to_string()))
-            .filter(InStock)
-            .select((LotRow::as_select(), balances::quantity_milli))
-            // FEFO, as `plan::allocate` takes it, read in index order (see migration 000007).
-            .order(balances::fefo.asc())
-            .load_iter::<(LotRow, i64), diesel::connection::DefaultLoadingMode>(conn)?;
+        let (place, item) = (warehouse.to_string(), item.to_string());
         let mut sure = 0i64;
-        for row in rows {
-            let (lot, q) = row?;
-            let lot = Lot::try_from(lot)?;
-            // Usable whoever the recipient is: the domain's rule, and no earmark at all.
-            let usable = unusable_reason(&lot, on, None).is_none() && lot.earmark.is_none();
-            picked.push(Available {
-                lot,
-                quantity: Quantity::from_scaled(q),
-            });
-            if usable {
-                sure += q;
-                if sure >= need {
-                    break;
+        on!(conn, |c| {
+            let rows = balances::table
+                .inner_join(lots::table)
+                .filter(balances::location_kind.eq(LocationKind::Warehouse.as_str()))
+                .filter(balances::location_id.eq(&place))
+                .filter(balances::item_id.eq(&item))
+                .filter(InStock)
+                .select((LotRow::as_select(), balances::quantity_milli))
+                // FEFO, as `plan::allocate` takes it, read in index order (see migration 000007).
+                .order(balances::fefo.asc())
+                .load_iter::<(LotRow, i64), diesel::connection::DefaultLoadingMode>(c)?;
+            for row in rows {
+                let (lot, q) = row?;
+                let lot = Lot::try_from(lot)?;
+                // Usable whoever the recipient is: the domain's rule, and no earmark at all.
+                let usable = unusable_reason(&lot, on, None).is_none() && lot.earmark.is_none();
+                picked.push(Available {
+                    lot,
+                    quantity: Quantity::from_scaled(q),
+                });
+                if usable {
+                    sure += q;
+                    if sure >= need {
+                        break;
+                    }
                 }
             }
-        }
+        });
     }
     for lot in named {
         if picked.iter().any(|a| a.lot.id == *lot) {
@@ -604,13 +611,14 @@ pub fn balances_of(
     let mut out = HashMap::new();
     // Point reads on the (lot, location) key, one cached statement for any number of keys.
     for (lot, loc) in dedup(keys) {
-        let q: Option<i64> = balances::table
-            .filter(balances::lot_id.eq(lot.to_string()))
+        let (lot_id, place) = (lot.to_string(), loc.id.to_string());
+        let q: Option<i64> = on!(conn, |c| balances::table
+            .filter(balances::lot_id.eq(&lot_id))
             .filter(balances::location_kind.eq(loc.kind.as_str()))
-            .filter(balances::location_id.eq(loc.id.to_string()))
+            .filter(balances::location_id.eq(&place))
             .select(balances::quantity_milli)
-            .get_result(conn)
-            .optional()?;
+            .get_result(c)
+            .optional())?;
         if let Some(q) = q {
             out.insert((lot, loc), Quantity::from_scaled(q));
         }
@@ -628,19 +636,59 @@ fn location(kind: &str, id: &str) -> Result<Location> {
 
 /// Adds to a balance, creating it if new with its lot's place in FEFO order (`fefo`, see
 /// migration 000007), which only the lot knows: hence INSERT … SELECT from the lot rather
-/// than VALUES. Written as SQL because diesel's DSL does not spell an upsert from a SELECT.
-/// diesel never caches an `sql_query`, so SQLite prepares this on every run (as it did the
-/// DSL's upsert before); a statement type with a static query id would let it be reused.
-const UPSERT_BALANCE_SQLITE: &str = "INSERT INTO balances \
-    (lot_id, location_kind, location_id, item_id, quantity_milli, fefo) \
-    SELECT ?1, ?2, ?3, ?4, ?5, \
-        (CASE WHEN expiry_date IS NULL THEN '1' ELSE '0' || expiry_date END) || created_at || id \
-    FROM lots WHERE id = ?1 \
-    ON CONFLICT (lot_id, location_kind, location_id) \
-    DO UPDATE SET quantity_milli = balances.quantity_milli + excluded.quantity_milli";
-/// The same on PostgreSQL, whose placeholders are `$n`.
-static UPSERT_BALANCE_PG: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| UPSERT_BALANCE_SQLITE.replace('?', "$"));
+/// than VALUES. Written by hand because diesel's DSL does not spell an upsert from a SELECT,
+/// and as a statement type with a static query id rather than an `sql_query` (which diesel
+/// never caches), so that each connection prepares it once: preparing it on every run was
+/// 7.7% of the server's CPU under write load (docs/performance.md).
+struct UpsertBalance<'a> {
+    lot: &'a str,
+    kind: &'a str,
+    place: &'a str,
+    item: &'a str,
+    delta: i64,
+}
+
+impl diesel::query_builder::QueryId for UpsertBalance<'_> {
+    type QueryId = UpsertBalance<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for UpsertBalance<'_>
+where
+    DB: diesel::backend::Backend,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Text};
+        out.push_sql(
+            "INSERT INTO balances \
+             (lot_id, location_kind, location_id, item_id, quantity_milli, fefo) SELECT ",
+        );
+        out.push_bind_param::<Text, str>(self.lot)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(self.kind)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(self.place)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(self.item)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, i64>(&self.delta)?;
+        out.push_sql(
+            ", (CASE WHEN expiry_date IS NULL THEN '1' ELSE '0' || expiry_date END) \
+             || created_at || id FROM lots WHERE id = ",
+        );
+        out.push_bind_param::<Text, str>(self.lot)?;
+        out.push_sql(
+            " ON CONFLICT (lot_id, location_kind, location_id) \
+             DO UPDATE SET quantity_milli = balances.quantity_milli + excluded.quantity_milli",
+        );
+        Ok(())
+    }
+}
 
 /// Adds `delta` to a balance. A decrease of a stock-holding location only succeeds if the
 /// stock is there: the guard is in the UPDATE itself, so it holds whatever ran before. Any
@@ -648,15 +696,16 @@ static UPSERT_BALANCE_PG: std::sync::LazyLock<String> =
 /// transit, a first delivery to a recipient).
 fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) -> Result<()> {
     if delta < 0 && loc.holds_stock() {
-        let updated = diesel::update(
+        let (lot, place) = (m.lot_id.to_string(), loc.id.to_string());
+        let updated = on!(conn, |c| diesel::update(
             balances::table
-                .filter(balances::lot_id.eq(m.lot_id.to_string()))
+                .filter(balances::lot_id.eq(&lot))
                 .filter(balances::location_kind.eq(loc.kind.as_str()))
-                .filter(balances::location_id.eq(loc.id.to_string()))
+                .filter(balances::location_id.eq(&place))
                 .filter(balances::quantity_milli.ge(-delta)),
         )
         .set(balances::quantity_milli.eq(balances::quantity_milli + delta))
-        .execute(conn)?;
+        .execute(c))?;
         if updated == 1 {
             return Ok(());
         }
@@ -669,25 +718,19 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
             ),
         });
     }
-    let lot = m.lot_id.to_string();
-    let (kind, place) = (loc.kind.as_str(), loc.id.to_string());
-    let item = m.item_id.to_string();
-    use diesel::sql_types::{BigInt, Text};
-    macro_rules! upsert {
-        ($sql:expr, $c:expr) => {
-            diesel::sql_query($sql)
-                .bind::<Text, _>(&lot)
-                .bind::<Text, _>(kind)
-                .bind::<Text, _>(&place)
-                .bind::<Text, _>(&item)
-                .bind::<BigInt, _>(delta)
-                .execute($c)?
-        };
-    }
-    let n = match conn {
-        DbConn::Sqlite(c) => upsert!(UPSERT_BALANCE_SQLITE, c),
-        DbConn::Postgres(c) => upsert!(UPSERT_BALANCE_PG.as_str(), c),
+    let (lot, place, item) = (
+        m.lot_id.to_string(),
+        loc.id.to_string(),
+        m.item_id.to_string(),
+    );
+    let upsert = UpsertBalance {
+        lot: &lot,
+        kind: loc.kind.as_str(),
+        place: &place,
+        item: &item,
+        delta,
     };
+    let n = on!(conn, |c| c.execute_returning_count(&upsert))?;
     if n != 1 {
         return Err(Error::Internal(format!("a movement of unknown lot {lot}")));
     }
@@ -790,18 +833,19 @@ pub fn movement_stats(conn: &mut DbConn) -> Result<(i64, i64)> {
 /// The last movement's number (0 for none). `max()` rather than ORDER BY … LIMIT: SQLite
 /// re-prepares a statement whose LIMIT is a bound parameter on every run.
 fn last_seq(conn: &mut DbConn) -> Result<i64> {
-    let last: Option<i64> = movements::table
+    let last: Option<i64> = on!(conn, |c| movements::table
         .select(diesel::dsl::max(movements::seq))
-        .get_result(conn)?;
+        .get_result(c))?;
     Ok(last.unwrap_or(0))
 }
 
 pub fn document_movements(conn: &mut DbConn, doc: Uuid) -> Result<Vec<Movement>> {
-    let rows: Vec<MoveRow> = movements::table
-        .filter(movements::document_id.eq(doc.to_string()))
+    let doc = doc.to_string();
+    let rows: Vec<MoveRow> = on!(conn, |c| movements::table
+        .filter(movements::document_id.eq(&doc))
         .select(MoveRow::as_select())
         .order(movements::seq.asc())
-        .load(conn)?;
+        .load(c))?;
     rows.into_iter().map(Movement::try_from).collect()
 }
 
@@ -1002,16 +1046,17 @@ pub fn values_on(conn: &mut DbConn, items: &[Uuid], on: NaiveDate) -> Result<Val
     let mut book = ValueBook::default();
     for item in dedup(items) {
         // The latest entry in effect on the date, by the (item, effective_from) index.
-        let Some(r) = item_values::table
-            .filter(item_values::item_id.eq(item.to_string()))
-            .filter(item_values::effective_from.le(on.to_string()))
+        let (item, from) = (item.to_string(), on.to_string());
+        let Some(r) = on!(conn, |c| item_values::table
+            .filter(item_values::item_id.eq(&item))
+            .filter(item_values::effective_from.le(&from))
             .select(ValueRow::as_select())
             .order((
                 item_values::effective_from.desc(),
                 item_values::recorded_at.desc(),
             ))
-            .get_result::<ValueRow>(conn)
-            .optional()?
+            .get_result::<ValueRow>(c)
+            .optional())?
         else {
             continue;
         };
@@ -1043,16 +1088,17 @@ pub struct StoredResponse {
 }
 
 pub fn find_idempotent(conn: &mut DbConn, user: Uuid, key: &str) -> Result<Option<StoredResponse>> {
-    let row: Option<(String, i32, String, String)> = idempotency_keys::table
-        .find((user.to_string(), key.to_string()))
+    let user = user.to_string();
+    let row: Option<(String, i32, String, String)> = on!(conn, |c| idempotency_keys::table
+        .find((&user, key))
         .select((
             idempotency_keys::request_hash,
             idempotency_keys::response_status,
             idempotency_keys::response_body,
             idempotency_keys::created_at,
         ))
-        .get_result(conn)
-        .optional()?;
+        .get_result(c)
+        .optional())?;
     row.map(|(h, s, b, c)| {
         Ok(StoredResponse {
             request_hash: h,

@@ -41,28 +41,33 @@ fn meta(
 macro_rules! master_table {
     ($table:ident, $row:ident, $domain:ty, $insert:ident, $update:ident, $get:ident) => {
         pub fn $insert(conn: &mut DbConn, record: &$domain) -> Result<()> {
-            diesel::insert_into($table::table)
-                .values($row::from(record))
-                .execute(conn)?;
+            let row = $row::from(record);
+            on!(conn, |c| diesel::insert_into($table::table)
+                .values(&row)
+                .execute(c))?;
             Ok(())
         }
 
         /// Writes a new version; the caller has checked the version it replaces.
         pub fn $update(conn: &mut DbConn, record: &$domain) -> Result<()> {
-            diesel::update($table::table.find(record.meta.id.to_string()))
-                .set($row::from(record))
-                .execute(conn)?;
+            let row = $row::from(record);
+            on!(conn, |c| diesel::update(
+                $table::table.find(record.meta.id.to_string())
+            )
+            .set(&row)
+            .execute(c))?;
             Ok(())
         }
 
         pub fn $get(conn: &mut DbConn, id: Uuid) -> Result<Option<$domain>> {
-            $table::table
-                .find(id.to_string())
+            let id = id.to_string();
+            on!(conn, |c| $table::table
+                .find(&id)
                 .select($row::as_select())
-                .get_result::<$row>(conn)
-                .optional()?
-                .map(<$domain>::try_from)
-                .transpose()
+                .get_result::<$row>(c)
+                .optional())?
+            .map(<$domain>::try_from)
+            .transpose()
         }
     };
 }

@@ -2,6 +2,21 @@
 //! and PostgreSQL, chosen by the database URL; queries are written once against diesel's
 //! `MultiConnection`, and only connection setup and transaction start differ per backend.
 
+/// Runs diesel code on the concrete connection behind a `DbConn`, once per backend. The hot
+/// paths (a write's reads and inserts, authentication) go through it because diesel's
+/// `MultiConnection` writes every query out as SQL text on every run, even when its
+/// prepared statement is cached (7% of the server's CPU under write load, with the
+/// allocations on top, docs/performance.md); the concrete connections find a cached
+/// statement by its type, without building its text.
+macro_rules! on {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::store::DbConn::Sqlite($c) => $body,
+            $crate::store::DbConn::Postgres($c) => $body,
+        }
+    };
+}
+
 pub mod audit;
 pub mod ledger;
 pub mod master;

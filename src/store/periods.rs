@@ -99,13 +99,13 @@ pub fn get(conn: &mut DbConn, id: Uuid) -> Result<Option<Period>> {
 
 /// The latest closed period, whose end no movement may be dated before.
 pub fn latest(conn: &mut DbConn) -> Result<Option<Period>> {
-    periods::table
+    on!(conn, |c| periods::table
         .select(PeriodRow::as_select())
         .order(periods::closed_until.desc())
-        .get_result::<PeriodRow>(conn)
-        .optional()?
-        .map(Period::try_from)
-        .transpose()
+        .get_result::<PeriodRow>(c)
+        .optional())?
+    .map(Period::try_from)
+    .transpose()
 }
 
 /// The latest closed period ending at or before `t`: where a position at `t` can start from.

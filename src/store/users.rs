@@ -189,12 +189,12 @@ pub fn revoke_all_tokens(conn: &mut DbConn, user: Uuid, at: DateTime<Utc>) -> Re
 
 /// The token with this hash and its user, whatever their state; the caller decides.
 pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<(ApiToken, User)>> {
-    let found: Option<(TokenRow, UserRow)> = api_tokens::table
+    let found: Option<(TokenRow, UserRow)> = on!(conn, |c| api_tokens::table
         .inner_join(users::table)
-        .filter(api_tokens::token_hash.eq(token_hash.to_string()))
+        .filter(api_tokens::token_hash.eq(token_hash))
         .select((TokenRow::as_select(), UserRow::as_select()))
-        .get_result(conn)
-        .optional()?;
+        .get_result(c)
+        .optional())?;
     found
         .map(|(t, u)| Ok((ApiToken::try_from(t)?, User::try_from(u)?)))
         .transpose()
@@ -203,14 +203,14 @@ pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<(ApiTo
 /// Records use, at most once a minute per token, so reads don't all become writes.
 pub fn touch_token(conn: &mut DbConn, id: Uuid, now: DateTime<Utc>) -> Result<()> {
     let stale = ts(now - chrono::Duration::seconds(60));
-    diesel::update(
+    on!(conn, |c| diesel::update(
         api_tokens::table.find(id.to_string()).filter(
             api_tokens::last_used_at
                 .is_null()
-                .or(api_tokens::last_used_at.lt(stale)),
+                .or(api_tokens::last_used_at.lt(&stale)),
         ),
     )
     .set(api_tokens::last_used_at.eq(Some(ts(now))))
-    .execute(conn)?;
+    .execute(c))?;
     Ok(())
 }
