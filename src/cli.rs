@@ -127,7 +127,7 @@ pub fn run(cli: Cli) -> anyhow_lite::Result<i32> {
             let db = Db::open(&cli.database_url, args.pool_size)?;
             let cutoff =
                 chrono::Utc::now() - chrono::Duration::hours(crate::service::IDEMPOTENCY_HOURS);
-            let purged = db.write(|c| crate::store::ledger::purge_idempotent(c, cutoff))?;
+            let purged = db.write(move |c| crate::store::ledger::purge_idempotent(c, cutoff))?;
             if purged > 0 {
                 tracing::info!(purged, "forgot idempotency keys older than 24 h");
             }

@@ -13,7 +13,8 @@ use crate::store::{master as db, Db};
 pub fn add_value(db: &Db, ctx: &Ctx, item_id: Uuid, input: ItemValueInput) -> Result<ItemValue> {
     ctx.actor.require(Action::ManageCatalog)?;
     let value = input.validate(item_id, ctx.actor.user_id, ctx.now)?;
-    db.write(|conn| {
+    let ctx = ctx.clone();
+    db.write(move |conn| {
         let item = db::get_item(conn, item_id)?.ok_or_else(|| Error::not_found("item", item_id))?;
         if item.meta.archived_at.is_some() {
             return Err(Error::conflict(

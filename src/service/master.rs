@@ -23,7 +23,7 @@ pub trait MasterRecord: Serialize + Clone + Send + 'static {
     const ENTITY: &'static str;
     /// Who may create, change and archive it.
     const MANAGE: Action;
-    type Input: Serialize + DeserializeOwned + Send;
+    type Input: Serialize + DeserializeOwned + Send + 'static;
 
     fn validate(input: Self::Input) -> Result<Self::Input, FieldErrors>;
     fn build(meta: Meta, input: Self::Input) -> Self;
@@ -50,7 +50,8 @@ pub fn create<R: MasterRecord>(db: &Db, ctx: &Ctx, input: R::Input) -> Result<R>
     ctx.actor.require(R::MANAGE)?;
     let input = R::validate(input)?;
     let record = R::build(Meta::new(ctx.now), input);
-    db.write(|conn| {
+    let ctx = ctx.clone();
+    db.write(move |conn| {
         R::check_unique(conn, &record)?;
         R::insert(conn, &record)?;
         ctx.audit(
@@ -84,9 +85,10 @@ pub fn patch<R: MasterRecord>(
     patch: serde_json::Value,
 ) -> Result<R> {
     ctx.actor.require(R::MANAGE)?;
-    db.write(|conn| {
+    let (ctx, if_match) = (ctx.clone(), if_match.map(str::to_string));
+    db.write(move |conn| {
         let current = R::load(conn, id)?.ok_or_else(|| Error::not_found(R::ENTITY, id))?;
-        check_if_match(if_match, &current.meta().etag())?;
+        check_if_match(if_match.as_deref(), &current.meta().etag())?;
         if current.meta().archived_at.is_some() {
             return Err(Error::conflict(
                 "id",
@@ -113,10 +115,11 @@ pub fn patch<R: MasterRecord>(
 /// If-Match is optional here: archiving twice is harmless and refused with 409.
 pub fn archive<R: MasterRecord>(db: &Db, ctx: &Ctx, id: Uuid, if_match: Option<&str>) -> Result<R> {
     ctx.actor.require(R::MANAGE)?;
-    db.write(|conn| {
+    let (ctx, if_match) = (ctx.clone(), if_match.map(str::to_string));
+    db.write(move |conn| {
         let current = R::load(conn, id)?.ok_or_else(|| Error::not_found(R::ENTITY, id))?;
         if if_match.is_some() {
-            check_if_match(if_match, &current.meta().etag())?;
+            check_if_match(if_match.as_deref(), &current.meta().etag())?;
         }
         if current.meta().archived_at.is_some() {
             return Err(Error::conflict(

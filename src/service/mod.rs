@@ -57,19 +57,21 @@ impl Ctx {
     /// the same request replays the stored response (`Error::Replay`, which writes nothing);
     /// with another request it is refused; a fresh success stores its response with the
     /// change, so a retry after a crash finds either both or neither.
-    pub fn write<T: Serialize>(
-        &self,
-        db: &crate::store::Db,
-        f: impl FnOnce(&mut DbConn) -> Result<T>,
-    ) -> Result<T> {
+    pub fn write<T, F>(&self, db: &crate::store::Db, f: F) -> Result<T>
+    where
+        T: Serialize + Send + 'static,
+        F: FnOnce(&Ctx, &mut DbConn) -> Result<T> + Send + 'static,
+    {
         use crate::store::ledger::{find_idempotent, save_idempotent, StoredResponse};
-        let Some(idem) = &self.idempotency else {
-            return db.write(f);
+        // The write runs on the writer thread, which needs its own copy of who is acting.
+        let ctx = self.clone();
+        let Some(idem) = self.idempotency.clone() else {
+            return db.write(move |conn| f(&ctx, conn));
         };
         let user = self.actor.user_id;
-        db.write(|conn| {
+        db.write(move |conn| {
             if let Some(prev) = find_idempotent(conn, user, &idem.key)? {
-                let live = self.now - prev.created_at < chrono::Duration::hours(IDEMPOTENCY_HOURS);
+                let live = ctx.now - prev.created_at < chrono::Duration::hours(IDEMPOTENCY_HOURS);
                 if live && prev.request_hash == idem.request_hash {
                     return Err(Error::Replay {
                         status: prev.status,
@@ -80,7 +82,7 @@ impl Ctx {
                     return Err(Error::IdempotencyMismatch);
                 }
             }
-            let out = f(conn)?;
+            let out = f(&ctx, conn)?;
             save_idempotent(
                 conn,
                 user,
@@ -89,7 +91,7 @@ impl Ctx {
                     request_hash: idem.request_hash.clone(),
                     status: idem.success_status,
                     body: serde_json::to_string(&out).expect("responses serialize"),
-                    created_at: self.now,
+                    created_at: ctx.now,
                 },
             )?;
             Ok(out)

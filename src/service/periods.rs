@@ -92,7 +92,7 @@ pub fn close(dbh: &Db, ctx: &Ctx, input: CloseInput) -> Result<PeriodView> {
     if until > ctx.now {
         return Err(Error::field("through", "the period has not ended yet"));
     }
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let previous = db::latest(conn)?;
         if let Some(p) = &previous {
             if until <= p.closed_until {
@@ -129,7 +129,7 @@ pub fn close(dbh: &Db, ctx: &Ctx, input: CloseInput) -> Result<PeriodView> {
 
 pub fn sign_off(dbh: &Db, ctx: &Ctx, id: Uuid, input: SignOffInput) -> Result<PeriodView> {
     ctx.actor.require(Action::ClosePeriods)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let current = db::get(conn, id)?.ok_or_else(|| Error::not_found("period", id))?;
         if current.signed_off_at.is_some() {
             return Err(Error::conflict("id", "the period is already signed off"));

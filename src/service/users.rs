@@ -104,13 +104,14 @@ pub fn create_user(db: &Db, ctx: &Ctx, input: UserInput) -> Result<CreatedUser> 
         role: input.role,
         warehouses: input.warehouses,
     };
-    db.write(|conn| {
+    let ctx = ctx.clone();
+    db.write(move |conn| {
         check_user(conn, &user)?;
         db::insert_user(conn, &user)?;
         ctx.audit(conn, "user.create", "user", user.meta.id, None, Some(&user))?;
         let token = issue(
             conn,
-            ctx,
+            &ctx,
             user.meta.id,
             TokenInput {
                 label: Some("first token".into()),
@@ -149,9 +150,10 @@ pub fn patch_user(
     patch: serde_json::Value,
 ) -> Result<User> {
     ctx.actor.require(Action::ManageUsers)?;
-    db.write(|conn| {
+    let (ctx, if_match) = (ctx.clone(), if_match.map(str::to_string));
+    db.write(move |conn| {
         let current = db::get_user(conn, id)?.ok_or_else(|| Error::not_found("user", id))?;
-        check_if_match(if_match, &current.meta.etag())?;
+        check_if_match(if_match.as_deref(), &current.meta.etag())?;
         if current.meta.archived_at.is_some() {
             return Err(Error::conflict("id", format!("user {id} is deactivated")));
         }
@@ -182,7 +184,8 @@ pub fn deactivate_user(db: &Db, ctx: &Ctx, id: Uuid) -> Result<User> {
     if id == ctx.actor.user_id {
         return Err(Error::conflict("id", "you cannot deactivate yourself"));
     }
-    db.write(|conn| {
+    let ctx = ctx.clone();
+    db.write(move |conn| {
         let current = db::get_user(conn, id)?.ok_or_else(|| Error::not_found("user", id))?;
         if current.meta.archived_at.is_some() {
             return Err(Error::conflict(
@@ -209,7 +212,8 @@ pub fn deactivate_user(db: &Db, ctx: &Ctx, id: Uuid) -> Result<User> {
 
 pub fn create_token(db: &Db, ctx: &Ctx, user_id: Uuid, input: TokenInput) -> Result<IssuedToken> {
     ctx.actor.require(Action::ManageUsers)?;
-    db.write(|conn| {
+    let ctx = ctx.clone();
+    db.write(move |conn| {
         let user = db::get_user(conn, user_id)?.ok_or_else(|| Error::not_found("user", user_id))?;
         if user.meta.archived_at.is_some() {
             return Err(Error::conflict(
@@ -217,7 +221,7 @@ pub fn create_token(db: &Db, ctx: &Ctx, user_id: Uuid, input: TokenInput) -> Res
                 format!("user {user_id} is deactivated"),
             ));
         }
-        issue(conn, ctx, user_id, input)
+        issue(conn, &ctx, user_id, input)
     })
 }
 
@@ -233,7 +237,8 @@ pub fn list_tokens(db: &Db, actor: &Principal, user_id: Uuid) -> Result<Vec<ApiT
 
 pub fn revoke_token(db: &Db, ctx: &Ctx, user_id: Uuid, token_id: Uuid) -> Result<ApiToken> {
     ctx.actor.require(Action::ManageUsers)?;
-    db.write(|conn| {
+    let ctx = ctx.clone();
+    db.write(move |conn| {
         let current = db::get_token(conn, token_id)?
             .filter(|t| t.user_id == user_id)
             .ok_or_else(|| Error::not_found("token", token_id))?;
@@ -279,7 +284,10 @@ pub fn authenticate(db: &Db, bearer: &str) -> Result<Principal> {
     {
         // Bookkeeping, not a change anyone asked for: it is not audited, and a failure to
         // record it must not fail the request.
-        if let Err(e) = db.write(|c| db::touch_token(c, tok.id, now)) {
+        if let Err(e) = db.write({
+            let id = tok.id;
+            move |c| db::touch_token(c, id, now)
+        }) {
             tracing::warn!(error = %e, "could not record token use");
         }
     }

@@ -24,7 +24,7 @@ pub mod periods;
 pub mod schema;
 pub mod users;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -120,54 +120,124 @@ impl diesel::r2d2::ManageConnection for Manager {
 }
 
 /// The database handle shared by all requests: a connection pool for reads and the
-/// writers' group commit.
+/// writer's group commit.
 #[derive(Clone)]
 pub struct Db {
     pool: diesel::r2d2::Pool<Manager>,
     pub backend: Backend,
-    /// Writers queue here, one at a time (see `Group`).
-    writers: Arc<Group>,
+    /// Where writes are sent (see `Writer`).
+    writer: Arc<Writer>,
 }
 
-/// Group commit. Writers queue on one mutex and run one after another, each in its own
-/// savepoint of a shared transaction; the writer that finds nobody queued behind it commits
-/// for the whole group and wakes the others. Every write is still its own unit (a failing
-/// one rolls back to its savepoint and does not fail its neighbours), still audited, and
-/// acknowledged only after the COMMIT that made it durable; the group shares the fsync.
-/// Under no contention a group is one write. On PostgreSQL the group's transaction also
-/// holds the advisory lock, so groups from several API nodes still run one at a time.
+/// Group commit. One thread owns the write connection and runs the writes sent to it one
+/// after another, each in its own savepoint of a shared transaction; when none is waiting
+/// (or `MAX_GROUP` have run) it commits for the whole group and only then answers each of
+/// them. Every write is still its own unit (a failing one rolls back to its savepoint and
+/// does not fail its neighbours), still audited, and acknowledged only after the COMMIT that
+/// made it durable; the group shares the fsync. Under no contention a group is one write.
+/// On PostgreSQL the group's transaction also holds the advisory lock, so groups from
+/// several API nodes still run one at a time.
+///
+/// A thread rather than a lock that writers take in turn: handing a lock from thread to
+/// thread costs a wake-up per write (and the writers already answered queued for the same
+/// lock on their way out), time in which nothing is written; the thread goes from one write
+/// to the next without waiting for anyone.
+struct Writer {
+    jobs: std::sync::mpsc::Sender<Job>,
+    shared: Arc<WriterState>,
+}
+
 #[derive(Default)]
-struct Group {
-    /// Where the writer's connection is opened: the writer has its own, outside the pool
-    /// (on SQLite with a page cache big enough for a whole group's changes).
-    url: String,
-    state: Mutex<GroupState>,
-    /// Writers waiting for `state`: the committer's signal that more are coming.
+struct WriterState {
+    /// Writes sent and not yet started: the writer's signal that more are coming.
     queued: std::sync::atomic::AtomicUsize,
-    committed: std::sync::Condvar,
     /// Groups committed so far, for the checkpointer to see whether the WAL has grown.
     commits: std::sync::atomic::AtomicU64,
-    /// Set by the checkpointer after it has copied the bulk of a long WAL: the next
-    /// committer finishes the checkpoint (see `checkpointer`).
+    /// Set by the checkpointer after it has copied the bulk of a long WAL: the writer
+    /// finishes the checkpoint after its next commit (see `checkpointer`).
     checkpoint_due: std::sync::atomic::AtomicBool,
 }
 
-#[derive(Default)]
-struct GroupState {
-    /// The connection of the open group's transaction, if a group is open.
-    conn: Option<DbConn>,
-    /// The writer's connection between groups.
-    idle: Option<DbConn>,
-    /// The open group's number, and how many writes it holds.
-    epoch: u64,
-    members: usize,
-    /// The last group that finished, and the recent ones whose COMMIT failed.
-    done: u64,
-    failed: std::collections::BTreeSet<u64>,
-}
+/// A write as the writer thread runs it: given the open group's connection (or why there is
+/// none), it runs in its savepoint and returns what answers its caller once the group's
+/// COMMIT has succeeded or failed.
+type Job = Box<dyn FnOnce(std::result::Result<&mut DbConn, &str>) -> Answer + Send>;
+type Answer = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
 
 /// Most writes one commit covers, so the first of a long queue is not kept waiting.
 const MAX_GROUP: usize = 64;
+
+/// The writer thread: runs until every `Db` handle is gone, then closes its connection
+/// (on SQLite the last connection to close checkpoints the WAL).
+fn writer(url: String, jobs: std::sync::mpsc::Receiver<Job>, shared: Arc<WriterState>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut idle: Option<DbConn> = None;
+    while let Ok(first) = jobs.recv() {
+        shared.queued.fetch_sub(1, SeqCst);
+        let opened = match idle.take() {
+            Some(c) => Ok(c),
+            None => writer_connection(&url).map_err(|e| e.to_string()),
+        }
+        .and_then(|mut c| match begin_with_retry(&mut c) {
+            Ok(()) => Ok(c),
+            Err(e) => Err(format!("cannot start a write: {e}")),
+        });
+        let mut conn = match opened {
+            Ok(c) => c,
+            Err(why) => {
+                tracing::error!(error = %why, "write refused");
+                first(Err(&why))(Err(&why));
+                continue;
+            }
+        };
+        let mut answers: Vec<Answer> = Vec::with_capacity(MAX_GROUP);
+        let mut next = Some(first);
+        let mut panicked = false;
+        while let Some(job) = next.take() {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&mut conn)))) {
+                Ok(answer) => answers.push(answer),
+                Err(_) => {
+                    // A bug in a write (its caller hears of it when its answer is dropped):
+                    // give up the whole group rather than commit around an unknown state.
+                    panicked = true;
+                    break;
+                }
+            }
+            if answers.len() < MAX_GROUP {
+                if let Ok(job) = jobs.try_recv() {
+                    shared.queued.fetch_sub(1, SeqCst);
+                    next = Some(job);
+                }
+            }
+        }
+        let outcome = if panicked {
+            Err("a write in the same group failed unexpectedly; nothing was written".to_string())
+        } else {
+            commit(&mut conn)
+                .map_err(|e| format!("the group commit failed; nothing was written: {e}"))
+        };
+        match &outcome {
+            Ok(()) => {
+                shared.commits.fetch_add(1, SeqCst);
+                if shared.checkpoint_due.swap(false, SeqCst) {
+                    // Cheap: the checkpointer has copied all but the last few commits.
+                    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                    }
+                }
+                idle = Some(conn);
+            }
+            Err(why) => {
+                tracing::error!(error = %why, "group commit failed");
+                let _ = rollback(&mut conn);
+                // The connection may be broken: the next group opens a new one.
+            }
+        }
+        for answer in answers {
+            answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+}
 
 impl Db {
     /// Connects, runs pending migrations, and returns the pool.
@@ -190,30 +260,37 @@ impl Db {
                 backend,
                 url: url.to_string(),
             })?;
-        let writers = Arc::new(Group {
-            url: url.to_string(),
-            ..Group::default()
-        });
+        let shared = Arc::new(WriterState::default());
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        {
+            let (url, shared) = (url.to_string(), shared.clone());
+            std::thread::Builder::new()
+                .name("writer".into())
+                .spawn(move || writer(url, queue, shared))
+                .map_err(|e| Error::Internal(format!("cannot start the writer: {e}")))?;
+        }
         if backend == Backend::Sqlite {
-            checkpointer(url, Arc::downgrade(&writers))?;
+            checkpointer(url, Arc::downgrade(&shared))?;
         }
         Ok(Db {
             pool,
             backend,
-            writers,
+            writer: Arc::new(Writer { jobs, shared }),
         })
     }
 
     /// Writers waiting for the writer's turn, and groups committed so far: what a test
     /// needs to see a group form, and what a metrics endpoint would show.
     pub fn queued_writers(&self) -> usize {
-        self.writers
+        self.writer
+            .shared
             .queued
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn groups_committed(&self) -> u64 {
-        self.writers
+        self.writer
+            .shared
             .commits
             .load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -245,85 +322,51 @@ impl Db {
         out
     }
 
-    /// Runs `f` as one write (its own savepoint in its group's transaction, see `Group`),
-    /// committed durably before this returns `Ok`.
+    /// Runs `f` as one write (its own savepoint in its group's transaction, see `Writer`),
+    /// committed durably before this returns `Ok`. Blocks the calling thread until then.
     ///
-    /// Writers are serialised: SQLite takes the write lock up front (`BEGIN IMMEDIATE`, so no
-    /// lock upgrade can fail half-way), PostgreSQL takes a transaction-scoped advisory lock.
-    /// Every write therefore reads the state left by the one before it, which is what keeps
-    /// the audit chain from forking and what later checks (stock) rely on.
-    pub fn write<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let group = &self.writers;
-        group.queued.fetch_add(1, SeqCst);
-        let mut g = group.state.lock().unwrap_or_else(|p| p.into_inner());
-        group.queued.fetch_sub(1, SeqCst);
-        if g.conn.is_none() {
-            let mut conn = match g.idle.take() {
-                Some(c) => c,
-                None => writer_connection(&group.url)?,
+    /// Writes are serialised: the writer thread runs one at a time, and its transaction holds
+    /// the write lock (SQLite's `BEGIN IMMEDIATE`, so no lock upgrade can fail half-way;
+    /// PostgreSQL's transaction-scoped advisory lock). Every write therefore reads the state
+    /// left by the one before it, which is what keeps the audit chain from forking and what
+    /// later checks (stock) rely on.
+    pub fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T>>(1);
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Ok(conn) => conn.transaction(f),
+                Err(why) => Err(Error::Internal(why.to_string())),
             };
-            begin_with_retry(&mut conn)?;
-            g.conn = Some(conn);
-            g.epoch += 1;
-            g.members = 0;
+            Box::new(move |committed| {
+                let answer = match committed {
+                    Ok(()) => result,
+                    // Its savepoint was rolled back with the rest: whatever it was, it did not happen.
+                    Err(_) if result.is_err() => result,
+                    Err(why) => Err(Error::Internal(why.to_string())),
+                };
+                let _ = tx.send(answer);
+            })
+        });
+        let shared = &self.writer.shared;
+        shared
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.writer.jobs.send(job).is_err() {
+            shared
+                .queued
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(Error::Internal("the writer has stopped".into()));
         }
-        let epoch = g.epoch;
-        g.members += 1;
-        // This write's own unit: a savepoint inside the group's transaction.
-        let conn: &mut DbConn = g.conn.as_mut().expect("group is open");
-        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            conn.transaction(|c| f(c))
-        })) {
-            Ok(r) => r,
-            Err(panic) => {
-                // A bug in a write: give up the whole group rather than leave others waiting.
-                let mut conn = g.conn.take().expect("group is open");
-                let _ = rollback(&mut conn);
-                g.failed.insert(epoch);
-                g.done = epoch;
-                drop(conn);
-                drop(g);
-                group.committed.notify_all();
-                std::panic::resume_unwind(panic);
-            }
-        };
-        if group.queued.load(SeqCst) == 0 || g.members >= MAX_GROUP {
-            let mut conn = g.conn.take().expect("group is open");
-            let outcome = commit(&mut conn);
-            if outcome.is_err() {
-                let _ = rollback(&mut conn);
-                g.failed.insert(epoch);
-            }
-            if outcome.is_ok() && group.checkpoint_due.swap(false, SeqCst) {
-                // Cheap: the checkpointer has copied all but the last few commits.
-                if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
-                }
-            }
-            if outcome.is_ok() {
-                group.commits.fetch_add(1, SeqCst);
-                // After a failed COMMIT the connection may be broken: the next group opens a new one.
-                g.idle = Some(conn);
-            }
-            g.done = epoch;
-            while g.failed.len() > 1000 {
-                g.failed.pop_first();
-            }
-            drop(g);
-            group.committed.notify_all();
-            return outcome.map_err(Error::from).and(result);
-        }
-        // Someone is queued behind: they (or the one after them) commit for us.
-        while g.done < epoch {
-            g = group.committed.wait(g).unwrap_or_else(|p| p.into_inner());
-        }
-        if g.failed.contains(&epoch) {
-            return Err(Error::Internal(
-                "the group commit failed; nothing was written".into(),
-            ));
-        }
-        result
+        rx.recv().unwrap_or_else(|_| {
+            Err(Error::Internal(
+                "the write failed unexpectedly; nothing was written (the server log has the details)"
+                    .into(),
+            ))
+        })
     }
 }
 
@@ -365,7 +408,7 @@ struct Checkpoint {
 /// holding the write lock, copies the few commits made since, after which the next write
 /// starts the WAL over from its beginning. It wakes a few times a second, works only if something was committed, and ends when its
 /// `Db` is dropped.
-fn checkpointer(url: &str, group: std::sync::Weak<Group>) -> Result<()> {
+fn checkpointer(url: &str, group: std::sync::Weak<WriterState>) -> Result<()> {
     let mut conn =
         connect(url).map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
     std::thread::Builder::new()

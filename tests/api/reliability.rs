@@ -372,10 +372,9 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
     let (inside_tx, inside_rx) = std::sync::mpsc::channel::<()>();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let results: Vec<(usize, bool)> = std::thread::scope(|s| {
-        let (db_, event_) = (&db, &event);
+        let db_ = &db;
         let first = s.spawn(move || {
-            db_.write(|c| {
-                let event = event_;
+            db_.write(move |c| {
                 store::audit::append(c, event("group.ok", 0))?;
                 inside_tx.send(()).unwrap();
                 release_rx.recv().unwrap();
@@ -386,9 +385,9 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
         inside_rx.recv().unwrap();
         let others: Vec<_> = (1..=queued)
             .map(|i| {
-                let (db, event) = (&db, &event);
+                let db = &db;
                 s.spawn(move || {
-                    let r = db.write(|c| {
+                    let r = db.write(move |c| {
                         if i % 2 == 0 {
                             store::audit::append(c, event("group.ok", i))?;
                             Ok(())

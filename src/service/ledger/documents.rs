@@ -142,7 +142,7 @@ fn today(ctx: &Ctx) -> chrono::NaiveDate {
 
 pub fn create_pledge(dbh: &Db, ctx: &Ctx, input: PledgeInput) -> Result<DocumentView> {
     ctx.actor.require(Action::ManagePledges)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let mut e = FieldErrors::new();
         active_donor(conn, "donor_id", input.donor_id, &mut e)?;
         lines_count(&mut e, input.lines.len(), false);
@@ -204,7 +204,7 @@ pub fn create_pledge(dbh: &Db, ctx: &Ctx, input: PledgeInput) -> Result<Document
 
 pub fn cancel_pledge(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<DocumentView> {
     ctx.actor.require(Action::ManagePledges)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let doc = load(conn, DocType::Pledge, id)?;
         expect_status(
             &doc,
@@ -254,7 +254,7 @@ fn refresh_pledge(conn: &mut DbConn, ctx: &Ctx, pledge_id: Uuid) -> Result<()> {
 pub fn post_receipt(dbh: &Db, ctx: &Ctx, input: ReceiptInput) -> Result<DocumentView> {
     posting_at(ctx, input.warehouse_id)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let mut e = FieldErrors::new();
         active_warehouse(conn, "warehouse_id", input.warehouse_id, &mut e)?;
         active_donor(conn, "donor_id", input.donor_id, &mut e)?;
@@ -588,7 +588,7 @@ fn from_transit(
 pub fn create_shipment(dbh: &Db, ctx: &Ctx, input: ShipmentInput) -> Result<DocumentView> {
     posting_at(ctx, input.warehouse_id)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let mut e = FieldErrors::new();
         active_warehouse(conn, "warehouse_id", input.warehouse_id, &mut e)?;
         let recipient = active_recipient(conn, "recipient_id", input.recipient_id, &mut e)?;
@@ -622,7 +622,7 @@ pub fn create_shipment(dbh: &Db, ctx: &Ctx, input: ShipmentInput) -> Result<Docu
 pub fn dispatch_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<DocumentView> {
     ctx.actor.require(Action::PostStock)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let doc = load(conn, DocType::Shipment, id)?;
         ctx.actor
             .require_warehouse(doc.warehouse_id.expect("shipments have a warehouse"))?;
@@ -654,7 +654,7 @@ pub fn deliver_shipment(
 ) -> Result<DocumentView> {
     ctx.actor.require(Action::PostStock)?;
     let at = when(ctx, "delivered_at", input.delivered_at)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let doc = load(conn, DocType::Shipment, id)?;
         let warehouse = doc.warehouse_id.expect("shipments have a warehouse");
         ctx.actor.require_warehouse(warehouse)?;
@@ -717,7 +717,7 @@ pub fn deliver_shipment(
 pub fn return_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<DocumentView> {
     ctx.actor.require(Action::PostStock)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let doc = load(conn, DocType::Shipment, id)?;
         let warehouse = doc.warehouse_id.expect("shipments have a warehouse");
         ctx.actor.require_warehouse(warehouse)?;
@@ -746,7 +746,7 @@ pub fn return_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Resul
 
 pub fn cancel_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<DocumentView> {
     ctx.actor.require(Action::PostStock)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let doc = load(conn, DocType::Shipment, id)?;
         ctx.actor
             .require_warehouse(doc.warehouse_id.expect("shipments have a warehouse"))?;
@@ -774,7 +774,7 @@ pub fn cancel_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Resul
 pub fn create_transfer(dbh: &Db, ctx: &Ctx, input: TransferInput) -> Result<DocumentView> {
     posting_at(ctx, input.warehouse_id)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let mut e = FieldErrors::new();
         active_warehouse(conn, "warehouse_id", input.warehouse_id, &mut e)?;
         active_warehouse(conn, "to_warehouse_id", input.to_warehouse_id, &mut e)?;
@@ -807,7 +807,7 @@ pub fn create_transfer(dbh: &Db, ctx: &Ctx, input: TransferInput) -> Result<Docu
 pub fn receive_transfer(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<DocumentView> {
     ctx.actor.require(Action::PostStock)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let doc = load(conn, DocType::Transfer, id)?;
         let to = doc.to_warehouse_id.expect("transfers have a destination");
         ctx.actor.require_warehouse(to)?;
@@ -900,7 +900,7 @@ fn adjustment(
 pub fn post_adjustment(dbh: &Db, ctx: &Ctx, input: AdjustmentInput) -> Result<DocumentView> {
     posting_at(ctx, input.warehouse_id)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let mut e = FieldErrors::new();
         active_warehouse(conn, "warehouse_id", input.warehouse_id, &mut e)?;
         lines_count(&mut e, input.lines.len(), false);
@@ -980,7 +980,7 @@ pub fn post_adjustment(dbh: &Db, ctx: &Ctx, input: AdjustmentInput) -> Result<Do
 pub fn stock_count(dbh: &Db, ctx: &Ctx, input: StockCountInput) -> Result<DocumentView> {
     posting_at(ctx, input.warehouse_id)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let mut e = FieldErrors::new();
         active_warehouse(conn, "warehouse_id", input.warehouse_id, &mut e)?;
         lines_count(&mut e, input.lines.len(), false);
@@ -1056,7 +1056,7 @@ pub fn stock_count(dbh: &Db, ctx: &Ctx, input: StockCountInput) -> Result<Docume
 
 pub fn set_hold(dbh: &Db, ctx: &Ctx, id: Uuid, hold: Option<HoldInput>) -> Result<Lot> {
     ctx.actor.require(Action::HoldLots)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let lot = db::get_lot(conn, id)?.ok_or_else(|| Error::not_found("lot", id))?;
         let mut next = lot.clone();
         next.version += 1;
@@ -1102,7 +1102,7 @@ pub fn reverse(
 ) -> Result<DocumentView> {
     ctx.actor.require(Action::PostStock)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
-    ctx.write(dbh, |conn| {
+    ctx.write(dbh, move |ctx, conn| {
         let doc = load(conn, doc_type, id)?;
         ctx.actor
             .require_warehouse(doc.warehouse_id.expect("stock documents have a warehouse"))?;
