@@ -37,7 +37,7 @@ pub fn add_value(db: &Db, ctx: &Ctx, item_id: Uuid, input: ItemValueInput) -> Re
             None,
             Some(&value),
         )?;
-        Ok(value)
+        Ok(value.clone())
     })
 }
 

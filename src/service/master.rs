@@ -62,7 +62,7 @@ pub fn create<R: MasterRecord>(db: &Db, ctx: &Ctx, input: R::Input) -> Result<R>
             None,
             Some(&record),
         )?;
-        Ok(record)
+        Ok(record.clone())
     })
 }
 

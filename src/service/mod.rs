@@ -57,10 +57,10 @@ impl Ctx {
     /// the same request replays the stored response (`Error::Replay`, which writes nothing);
     /// with another request it is refused; a fresh success stores its response with the
     /// change, so a retry after a crash finds either both or neither.
-    pub fn write<T, F>(&self, db: &crate::store::Db, f: F) -> Result<T>
+    pub fn write<T, F>(&self, db: &crate::store::Db, mut f: F) -> Result<T>
     where
         T: Serialize + Send + 'static,
-        F: FnOnce(&Ctx, &mut DbConn) -> Result<T> + Send + 'static,
+        F: FnMut(&Ctx, &mut DbConn) -> Result<T> + Send + 'static,
     {
         use crate::store::ledger::{find_idempotent, save_idempotent, StoredResponse};
         // The write runs on the writer thread, which needs its own copy of who is acting.

@@ -118,7 +118,10 @@ pub fn create_user(db: &Db, ctx: &Ctx, input: UserInput) -> Result<CreatedUser> 
                 expires_at: None,
             },
         )?;
-        Ok(CreatedUser { user, token })
+        Ok(CreatedUser {
+            user: user.clone(),
+            token,
+        })
     })
 }
 
@@ -221,7 +224,7 @@ pub fn create_token(db: &Db, ctx: &Ctx, user_id: Uuid, input: TokenInput) -> Res
                 format!("user {user_id} is deactivated"),
             ));
         }
-        issue(conn, &ctx, user_id, input)
+        issue(conn, &ctx, user_id, input.clone())
     })
 }
 

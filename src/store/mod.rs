@@ -130,20 +130,29 @@ pub struct Db {
 }
 
 /// Group commit. One thread owns the write connection and runs the writes sent to it one
-/// after another, each in its own savepoint of a shared transaction; when none is waiting
-/// (or `MAX_GROUP` have run) it commits for the whole group and only then answers each of
-/// them. Every write is still its own unit (a failing one rolls back to its savepoint and
-/// does not fail its neighbours), still audited, and acknowledged only after the COMMIT that
-/// made it durable; the group shares the fsync. Under no contention a group is one write.
-/// On PostgreSQL the group's transaction also holds the advisory lock, so groups from
-/// several API nodes still run one at a time.
+/// after another in a shared transaction; when none is waiting (or `MAX_GROUP` have run) it
+/// commits for the whole group and only then answers each of them. Every write is still its
+/// own unit (a failing one leaves nothing behind and does not fail its neighbours), still
+/// audited, and acknowledged only after the COMMIT that made it durable; the group shares
+/// the fsync. Under no contention a group is one write. On PostgreSQL the group's
+/// transaction also holds the advisory lock, so groups from several API nodes still run
+/// one at a time.
+///
+/// How a failing write leaves nothing behind differs by backend. On PostgreSQL each write
+/// runs in a savepoint and a failure rolls back to it. On SQLite a savepoint copies every
+/// page a write changes before changing it (9% of the writer's time), to serve a case that
+/// almost never comes: writes check everything before they write, so a failure nearly
+/// always leaves the transaction untouched, which SQLite's change counter confirms. If a
+/// write does fail after writing, the group starts over without it: the transaction is
+/// rolled back and the writes before it are run again. So a write may run more than once
+/// before it is committed; it must do nothing outside the database.
 ///
 /// A thread rather than a lock that writers take in turn: handing a lock from thread to
 /// thread costs a wake-up per write (and the writers already answered queued for the same
 /// lock on their way out), time in which nothing is written; the thread goes from one write
 /// to the next without waiting for anyone.
 struct Writer {
-    jobs: std::sync::mpsc::Sender<Job>,
+    jobs: std::sync::mpsc::Sender<Box<dyn Pending>>,
     shared: Arc<WriterState>,
 }
 
@@ -158,18 +167,117 @@ struct WriterState {
     checkpoint_due: std::sync::atomic::AtomicBool,
 }
 
-/// A write as the writer thread runs it: given the open group's connection (or why there is
-/// none), it runs in its savepoint and returns what answers its caller once the group's
-/// COMMIT has succeeded or failed.
-type Job = Box<dyn FnOnce(std::result::Result<&mut DbConn, &str>) -> Answer + Send>;
-type Answer = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
+/// A write as the writer thread holds it until its group commits.
+trait Pending: Send {
+    /// Runs the write (again, if its group started over) and keeps its result: whether it
+    /// succeeded. In a savepoint if `savepoint`.
+    fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool;
+    /// Answers the caller, once the group's COMMIT succeeded or failed (or at once, for a
+    /// write that failed: nothing of it is in the transaction).
+    fn answer(self: Box<Self>, committed: std::result::Result<(), &str>);
+}
+
+struct Job<T, F> {
+    f: F,
+    result: Option<Result<T>>,
+    tx: std::sync::mpsc::SyncSender<Result<T>>,
+}
+
+impl<T, F> Pending for Job<T, F>
+where
+    T: Send,
+    F: FnMut(&mut DbConn) -> Result<T> + Send,
+{
+    fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool {
+        let result = if savepoint {
+            conn.transaction(|c| (self.f)(c))
+        } else {
+            (self.f)(conn)
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, committed: std::result::Result<(), &str>) {
+        let result = match (self.result, committed) {
+            (None, Err(why)) => Err(Error::Internal(why.to_string())),
+            (None, Ok(())) => Err(Error::Internal("the write did not run".into())),
+            // Whatever a failed write was, it did not happen.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (Some(Ok(_)), Err(why)) => Err(Error::Internal(why.to_string())),
+        };
+        let _ = self.tx.send(result);
+    }
+}
+
+diesel::define_sql_function! {
+    /// SQLite: rows inserted, changed or deleted on this connection since it opened.
+    fn total_changes() -> diesel::sql_types::BigInt;
+}
+
+/// SQLite's count of changed rows on the writer's connection (0 on PostgreSQL, where each
+/// write has its savepoint and the count is not needed).
+fn changes(conn: &mut DbConn) -> std::result::Result<i64, String> {
+    match conn {
+        DbConn::Sqlite(c) => diesel::select(total_changes())
+            .get_result(c)
+            .map_err(|e| format!("cannot read the change count: {e}")),
+        DbConn::Postgres(_) => Ok(0),
+    }
+}
+
+/// Runs a write, catching a panic (a bug in the write): `None`.
+fn run_caught(job: &mut Box<dyn Pending>, conn: &mut DbConn, savepoint: bool) -> Option<bool> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn, savepoint))).ok()
+}
+
+/// Starts the group over after a write failed having written (SQLite, without savepoints):
+/// rolls back and runs the group's writes again. A write that now fails without writing
+/// leaves the group and is answered; one that fails having written, or panics, gives up the
+/// group. Returns the change count to compare the next write against.
+fn start_over(
+    conn: &mut DbConn,
+    group: &mut Vec<Box<dyn Pending>>,
+) -> std::result::Result<i64, String> {
+    rollback(conn).map_err(|e| format!("cannot roll back: {e}"))?;
+    begin_with_retry(conn).map_err(|e| format!("cannot start a write: {e}"))?;
+    let mut count = changes(conn)?;
+    let mut kept: Vec<Box<dyn Pending>> = Vec::with_capacity(group.len());
+    let mut pending = std::mem::take(group).into_iter();
+    for mut job in pending.by_ref() {
+        match run_caught(&mut job, conn, false) {
+            Some(true) => {
+                kept.push(job);
+                count = changes(conn)?;
+            }
+            Some(false) if changes(conn)? == count => job.answer(Ok(())),
+            _ => {
+                kept.push(job);
+                break;
+            }
+        }
+    }
+    let unfinished = pending.len();
+    kept.extend(pending);
+    *group = kept;
+    if unfinished > 0 || changes(conn)? != count {
+        return Err("the group could not be started over; nothing was written".into());
+    }
+    Ok(count)
+}
 
 /// Most writes one commit covers, so the first of a long queue is not kept waiting.
 const MAX_GROUP: usize = 64;
 
 /// The writer thread: runs until every `Db` handle is gone, then closes its connection
 /// (on SQLite the last connection to close checkpoints the WAL).
-fn writer(url: String, jobs: std::sync::mpsc::Receiver<Job>, shared: Arc<WriterState>) {
+fn writer(
+    url: String,
+    jobs: std::sync::mpsc::Receiver<Box<dyn Pending>>,
+    shared: Arc<WriterState>,
+) {
     use std::sync::atomic::Ordering::SeqCst;
     let mut idle: Option<DbConn> = None;
     while let Ok(first) = jobs.recv() {
@@ -186,35 +294,60 @@ fn writer(url: String, jobs: std::sync::mpsc::Receiver<Job>, shared: Arc<WriterS
             Ok(c) => c,
             Err(why) => {
                 tracing::error!(error = %why, "write refused");
-                first(Err(&why))(Err(&why));
+                first.answer(Err(&why));
                 continue;
             }
         };
-        let mut answers: Vec<Answer> = Vec::with_capacity(MAX_GROUP);
-        let mut next = Some(first);
-        let mut panicked = false;
-        while let Some(job) = next.take() {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&mut conn)))) {
-                Ok(answer) => answers.push(answer),
-                Err(_) => {
+        let savepoints = matches!(conn, DbConn::Postgres(_));
+        let mut group: Vec<Box<dyn Pending>> = Vec::with_capacity(MAX_GROUP);
+        let mut given_up: Option<String> = None;
+        let mut count = changes(&mut conn).unwrap_or_else(|e| {
+            given_up = Some(e);
+            0
+        });
+        let mut next = Some(first).filter(|_| given_up.is_none());
+        while let Some(mut job) = next.take() {
+            match run_caught(&mut job, &mut conn, savepoints) {
+                Some(true) => {
+                    group.push(job);
+                    match changes(&mut conn) {
+                        Ok(c) => count = c,
+                        Err(e) => given_up = Some(e),
+                    }
+                }
+                Some(false) => {
+                    let wrote = changes(&mut conn).map(|c| c != count);
+                    let restarted = match wrote {
+                        Ok(false) => Ok(count),
+                        Ok(true) => start_over(&mut conn, &mut group),
+                        Err(e) => Err(e),
+                    };
+                    // Its own failure: nothing of it is in the transaction either way.
+                    job.answer(Ok(()));
+                    match restarted {
+                        Ok(c) => count = c,
+                        Err(e) => given_up = Some(e),
+                    }
+                }
+                None => {
                     // A bug in a write (its caller hears of it when its answer is dropped):
-                    // give up the whole group rather than commit around an unknown state.
-                    panicked = true;
-                    break;
+                    // give up the group rather than commit around an unknown state.
+                    given_up = Some(
+                        "a write in the same group failed unexpectedly; nothing was written".into(),
+                    );
                 }
             }
-            if answers.len() < MAX_GROUP {
+            if given_up.is_none() && group.len() < MAX_GROUP {
                 if let Ok(job) = jobs.try_recv() {
                     shared.queued.fetch_sub(1, SeqCst);
                     next = Some(job);
                 }
             }
         }
-        let outcome = if panicked {
-            Err("a write in the same group failed unexpectedly; nothing was written".to_string())
-        } else {
-            commit(&mut conn)
-                .map_err(|e| format!("the group commit failed; nothing was written: {e}"))
+        let outcome = match given_up {
+            Some(why) => Err(why),
+            None => commit(&mut conn)
+                .map_err(|e| format!("the group commit failed; nothing was written: {e}")),
         };
         match &outcome {
             Ok(()) => {
@@ -233,8 +366,8 @@ fn writer(url: String, jobs: std::sync::mpsc::Receiver<Job>, shared: Arc<WriterS
                 // The connection may be broken: the next group opens a new one.
             }
         }
-        for answer in answers {
-            answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
+        for job in group {
+            job.answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
         }
     }
 }
@@ -261,7 +394,7 @@ impl Db {
                 url: url.to_string(),
             })?;
         let shared = Arc::new(WriterState::default());
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn Pending>>();
         {
             let (url, shared) = (url.to_string(), shared.clone());
             std::thread::Builder::new()
@@ -322,8 +455,10 @@ impl Db {
         out
     }
 
-    /// Runs `f` as one write (its own savepoint in its group's transaction, see `Writer`),
-    /// committed durably before this returns `Ok`. Blocks the calling thread until then.
+    /// Runs `f` as one write in its group's transaction (see `Writer`), committed durably
+    /// before this returns `Ok`; an `Err` from `f` leaves nothing of it written. Blocks the
+    /// calling thread until then. `f` may run more than once (when a write in its group
+    /// fails after writing, the group starts over), so it must act only on the database.
     ///
     /// Writes are serialised: the writer thread runs one at a time, and its transaction holds
     /// the write lock (SQLite's `BEGIN IMMEDIATE`, so no lock upgrade can fail half-way;
@@ -333,23 +468,13 @@ impl Db {
     pub fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
+        F: FnMut(&mut DbConn) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T>>(1);
-        let job: Job = Box::new(move |conn| {
-            let result = match conn {
-                Ok(conn) => conn.transaction(f),
-                Err(why) => Err(Error::Internal(why.to_string())),
-            };
-            Box::new(move |committed| {
-                let answer = match committed {
-                    Ok(()) => result,
-                    // Its savepoint was rolled back with the rest: whatever it was, it did not happen.
-                    Err(_) if result.is_err() => result,
-                    Err(why) => Err(Error::Internal(why.to_string())),
-                };
-                let _ = tx.send(answer);
-            })
+        let job: Box<dyn Pending> = Box::new(Job {
+            f,
+            result: None,
+            tx,
         });
         let shared = &self.writer.shared;
         shared
