@@ -634,6 +634,34 @@ fn location(kind: &str, id: &str) -> Result<Location> {
     })
 }
 
+/// The trait impls of a statement written by hand as a struct of its binds: a static query id,
+/// so that each connection prepares it once and keeps it (diesel caches neither an
+/// `sql_query` nor an UPDATE), and SQL text for either backend (`push_bind_param` writes `?`
+/// on SQLite and `$n` on PostgreSQL).
+macro_rules! hand_written_statement {
+    ($name:ident, |$this:ident, $out:ident| $walk:block) => {
+        impl diesel::query_builder::QueryId for $name<'_> {
+            type QueryId = $name<'static>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl<DB> diesel::query_builder::QueryFragment<DB> for $name<'_>
+        where
+            DB: diesel::backend::Backend,
+            str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+            i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+        {
+            fn walk_ast<'b>(
+                &'b $this,
+                mut $out: diesel::query_builder::AstPass<'_, 'b, DB>,
+            ) -> QueryResult<()> {
+                use diesel::sql_types::{BigInt, Text};
+                $walk
+            }
+        }
+    };
+}
+
 /// Adds to a balance, creating it if new with its lot's place in FEFO order (`fefo`, see
 /// migration 000007), which only the lot knows: hence INSERT … SELECT from the lot rather
 /// than VALUES. Written by hand because diesel's DSL does not spell an upsert from a SELECT,
@@ -648,47 +676,31 @@ struct UpsertBalance<'a> {
     delta: i64,
 }
 
-impl diesel::query_builder::QueryId for UpsertBalance<'_> {
-    type QueryId = UpsertBalance<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl<DB> diesel::query_builder::QueryFragment<DB> for UpsertBalance<'_>
-where
-    DB: diesel::backend::Backend,
-    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
-    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
-{
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
-    ) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Text};
-        out.push_sql(
-            "INSERT INTO balances \
-             (lot_id, location_kind, location_id, item_id, quantity_milli, fefo) SELECT ",
-        );
-        out.push_bind_param::<Text, str>(self.lot)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, str>(self.kind)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, str>(self.place)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, str>(self.item)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, i64>(&self.delta)?;
-        out.push_sql(
-            ", (CASE WHEN expiry_date IS NULL THEN '1' ELSE '0' || expiry_date END) \
-             || created_at || id FROM lots WHERE id = ",
-        );
-        out.push_bind_param::<Text, str>(self.lot)?;
-        out.push_sql(
-            " ON CONFLICT (lot_id, location_kind, location_id) \
-             DO UPDATE SET quantity_milli = balances.quantity_milli + excluded.quantity_milli",
-        );
-        Ok(())
-    }
-}
+hand_written_statement!(UpsertBalance, |self, out| {
+    out.push_sql(
+        "INSERT INTO balances \
+         (lot_id, location_kind, location_id, item_id, quantity_milli, fefo) SELECT ",
+    );
+    out.push_bind_param::<Text, str>(self.lot)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, str>(self.kind)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, str>(self.place)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, str>(self.item)?;
+    out.push_sql(", ");
+    out.push_bind_param::<BigInt, i64>(&self.delta)?;
+    out.push_sql(
+        ", (CASE WHEN expiry_date IS NULL THEN '1' ELSE '0' || expiry_date END) \
+         || created_at || id FROM lots WHERE id = ",
+    );
+    out.push_bind_param::<Text, str>(self.lot)?;
+    out.push_sql(
+        " ON CONFLICT (lot_id, location_kind, location_id) \
+         DO UPDATE SET quantity_milli = balances.quantity_milli + excluded.quantity_milli",
+    );
+    Ok(())
+});
 
 /// Takes `take` from a balance if it holds that much: the stock guard of a decrease. By hand
 /// for the same reason as `UpsertBalance`: diesel never caches an UPDATE statement, and
@@ -700,35 +712,19 @@ struct TakeFromBalance<'a> {
     take: i64,
 }
 
-impl diesel::query_builder::QueryId for TakeFromBalance<'_> {
-    type QueryId = TakeFromBalance<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl<DB> diesel::query_builder::QueryFragment<DB> for TakeFromBalance<'_>
-where
-    DB: diesel::backend::Backend,
-    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
-    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
-{
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
-    ) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Text};
-        out.push_sql("UPDATE balances SET quantity_milli = quantity_milli - ");
-        out.push_bind_param::<BigInt, i64>(&self.take)?;
-        out.push_sql(" WHERE lot_id = ");
-        out.push_bind_param::<Text, str>(self.lot)?;
-        out.push_sql(" AND location_kind = ");
-        out.push_bind_param::<Text, str>(self.kind)?;
-        out.push_sql(" AND location_id = ");
-        out.push_bind_param::<Text, str>(self.place)?;
-        out.push_sql(" AND quantity_milli >= ");
-        out.push_bind_param::<BigInt, i64>(&self.take)?;
-        Ok(())
-    }
-}
+hand_written_statement!(TakeFromBalance, |self, out| {
+    out.push_sql("UPDATE balances SET quantity_milli = quantity_milli - ");
+    out.push_bind_param::<BigInt, i64>(&self.take)?;
+    out.push_sql(" WHERE lot_id = ");
+    out.push_bind_param::<Text, str>(self.lot)?;
+    out.push_sql(" AND location_kind = ");
+    out.push_bind_param::<Text, str>(self.kind)?;
+    out.push_sql(" AND location_id = ");
+    out.push_bind_param::<Text, str>(self.place)?;
+    out.push_sql(" AND quantity_milli >= ");
+    out.push_bind_param::<BigInt, i64>(&self.take)?;
+    Ok(())
+});
 
 /// Adds `delta` to a balance. A decrease of a stock-holding location only succeeds if the
 /// stock is there: the guard is in the UPDATE itself, so it holds whatever ran before. Any
