@@ -274,20 +274,25 @@ pub fn list_documents(conn: &mut DbConn, f: &DocFilter) -> Result<Vec<Document>>
 /// Base quantities received against each line of a pledge, by receipts that stand
 /// (neither reversed nor reversals).
 pub fn pledge_received(conn: &mut DbConn, pledge: Uuid) -> Result<HashMap<i32, Quantity>> {
-    let rows: Vec<(Option<i32>, i64)> = document_lines::table
+    // Reversed and reversing receipts are left out here rather than in SQL: SQLite's planner,
+    // given `reversed_by_id IS NULL`, searched the unique index on that column (every
+    // document that stands) instead of the pledge's few receipts.
+    let pledge = pledge.to_string();
+    let rows: Vec<(Option<i32>, i64, bool)> = on!(conn, |c| document_lines::table
         .inner_join(documents::table)
-        .filter(documents::pledge_id.eq(pledge.to_string()))
+        .filter(documents::pledge_id.eq(&pledge))
         .filter(documents::doc_type.eq(DocType::Receipt.as_str()))
-        .filter(documents::reversed_by_id.is_null())
-        .filter(documents::reverses_id.is_null())
         .select((
             document_lines::pledge_line_no,
             document_lines::quantity_milli,
+            documents::reversed_by_id
+                .is_not_null()
+                .or(documents::reverses_id.is_not_null()),
         ))
-        .load(conn)?;
+        .load(c))?;
     let mut out: HashMap<i32, i64> = HashMap::new();
-    for (line, q) in rows {
-        if let Some(l) = line {
+    for (line, q, reversed) in rows {
+        if let (Some(l), false) = (line, reversed) {
             *out.entry(l).or_default() += q;
         }
     }
