@@ -349,26 +349,26 @@ fn writer(
             None => commit(&mut conn)
                 .map_err(|e| format!("the group commit failed; nothing was written: {e}")),
         };
-        match &outcome {
-            Ok(()) => {
-                shared.commits.fetch_add(1, SeqCst);
-                if shared.checkpoint_due.swap(false, SeqCst) {
-                    // Cheap: the checkpointer has copied all but the last few commits.
-                    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
-                    }
-                }
-                idle = Some(conn);
-            }
-            Err(why) => {
-                tracing::error!(error = %why, "group commit failed");
-                let _ = rollback(&mut conn);
-                // The connection may be broken: the next group opens a new one.
-            }
+        if let Err(why) = &outcome {
+            tracing::error!(error = %why, "group commit failed");
+            let _ = rollback(&mut conn);
         }
         for job in group {
             job.answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
         }
+        if outcome.is_ok() {
+            shared.commits.fetch_add(1, SeqCst);
+            // After the answers, which do not depend on it: this copies what was committed
+            // since the checkpointer's last pass, ~30 ms under load, that the group's
+            // writers would otherwise have waited for too.
+            if shared.checkpoint_due.swap(false, SeqCst) {
+                if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+            idle = Some(conn);
+        }
+        // After a failed COMMIT the connection may be broken: the next group opens a new one.
     }
 }
 
@@ -510,11 +510,11 @@ fn writer_connection(url: &str) -> Result<DbConn> {
     Ok(conn)
 }
 
-/// The WAL's length, in frames (pages), at which the next committer finishes a checkpoint
-/// so that the WAL starts over: 32 MiB of 4 KiB pages. Finishing costs a committer, and the
-/// writers queued behind it, the copy of whatever was committed since the checkpointer's
-/// last pass (tens of milliseconds under load); doing it on every pass took 15% of the
-/// writers' time (docs/performance.md).
+/// The WAL's length, in frames (pages), at which the writer finishes a checkpoint after its
+/// next commit so that the WAL starts over: 32 MiB of 4 KiB pages. Finishing costs the
+/// writer, and the writes queued for it, the copy of whatever was committed since the
+/// checkpointer's last pass (~30 ms under load); doing it on every pass took 15% of the
+/// writer's time (docs/performance.md).
 const WAL_RESTART_FRAMES: i64 = 8192;
 
 /// What `PRAGMA wal_checkpoint` answers.
@@ -529,10 +529,10 @@ struct Checkpoint {
 /// without end (a checkpoint that runs beside writers never catches up with them, and the
 /// WAL only starts over once one has). This thread copies committed pages from the WAL into
 /// the database file on its own connection while writers go on (a PASSIVE checkpoint never
-/// blocks them); once the WAL is longer than `WAL_RESTART_FRAMES`, the next committer,
-/// holding the write lock, copies the few commits made since, after which the next write
-/// starts the WAL over from its beginning. It wakes a few times a second, works only if something was committed, and ends when its
-/// `Db` is dropped.
+/// blocks them); once the WAL is longer than `WAL_RESTART_FRAMES`, the writer thread,
+/// after its next commit and before it starts another, copies the few commits made since,
+/// after which the next write starts the WAL over from its beginning. It wakes a few times
+/// a second, works only if something was committed, and ends when its `Db` is dropped.
 fn checkpointer(url: &str, group: std::sync::Weak<WriterState>) -> Result<()> {
     let mut conn =
         connect(url).map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
