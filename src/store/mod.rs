@@ -158,7 +158,8 @@ struct Writer {
 
 #[derive(Default)]
 struct WriterState {
-    /// Writes sent and not yet started: the writer's signal that more are coming.
+    /// Writes counted by `Db::write` (just before it sends them) and not yet taken by the
+    /// writer: its signal that more are coming, even one still on its way into the channel.
     queued: std::sync::atomic::AtomicUsize,
     /// Groups committed so far, for the checkpointer to see whether the WAL has grown.
     commits: std::sync::atomic::AtomicU64,
@@ -338,9 +339,14 @@ fn writer(
                 }
             }
             if given_up.is_none() && group.len() < MAX_GROUP {
-                if let Ok(job) = jobs.try_recv() {
+                next = match jobs.try_recv() {
+                    Ok(job) => Some(job),
+                    // Counted but not sent yet (`Db::write` counts first): it joins this group.
+                    Err(_) if shared.queued.load(SeqCst) > 0 => jobs.recv().ok(),
+                    Err(_) => None,
+                };
+                if next.is_some() {
                     shared.queued.fetch_sub(1, SeqCst);
-                    next = Some(job);
                 }
             }
         }
