@@ -45,18 +45,26 @@ impl From<Row> for AuditEvent {
     }
 }
 
-/// The latest event's sequence number and hash.
+/// The latest event's sequence number and hash. Runs in every write.
 pub fn head(conn: &mut DbConn) -> Result<Option<(i64, String)>> {
+    let c = match conn {
+        // One round trip; a bound LIMIT costs PostgreSQL nothing.
+        DbConn::Postgres(c) => {
+            return Ok(t::table
+                .select((t::seq, t::hash))
+                .order(t::seq.desc())
+                .first(c)
+                .optional()?)
+        }
+        DbConn::Sqlite(c) => c,
+    };
     // `max()` then a point read, rather than ORDER BY … LIMIT ?: SQLite re-prepares a
-    // statement whose LIMIT is a bound parameter on every run, and this runs on every write.
-    let last: Option<i64> = on!(conn, |c| t::table
-        .select(diesel::dsl::max(t::seq))
-        .get_result(c))?;
+    // statement whose LIMIT is a bound parameter on every run.
+    let last: Option<i64> = t::table.select(diesel::dsl::max(t::seq)).get_result(c)?;
     let Some(seq) = last else { return Ok(None) };
-    Ok(Some(on!(conn, |c| t::table
-        .find(seq)
-        .select((t::seq, t::hash))
-        .get_result(c))?))
+    Ok(Some(
+        t::table.find(seq).select((t::seq, t::hash)).get_result(c)?,
+    ))
 }
 
 /// Appends an event after the current head. Must run inside `Db::write`, whose lock makes

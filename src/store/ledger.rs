@@ -1081,24 +1081,44 @@ struct ValueRow {
 }
 
 /// The value in effect on `on` for each item: the latest entry dated on or before it.
+/// PostgreSQL answers for all the items in one round trip (`DISTINCT ON`, an `= ANY` list
+/// that is one bind); SQLite, with no round trips to save, takes one cached point query
+/// per item (an `IN` list would be parsed afresh for every count).
 pub fn values_on(conn: &mut DbConn, items: &[Uuid], on: NaiveDate) -> Result<ValueBook> {
     let mut book = ValueBook::default();
-    for item in dedup(items) {
-        // The latest entry in effect on the date, by the (item, effective_from) index.
-        let (item, from) = (item.to_string(), on.to_string());
-        let Some(r) = on!(conn, |c| item_values::table
-            .filter(item_values::item_id.eq(&item))
+    let from = on.to_string();
+    let rows: Vec<ValueRow> = match conn {
+        DbConn::Postgres(c) => item_values::table
+            .filter(item_values::item_id.eq_any(dedup(items).iter().map(Uuid::to_string)))
             .filter(item_values::effective_from.le(&from))
             .select(ValueRow::as_select())
+            .distinct_on(item_values::item_id)
             .order((
+                item_values::item_id,
                 item_values::effective_from.desc(),
                 item_values::recorded_at.desc(),
             ))
-            .get_result::<ValueRow>(c)
-            .optional())?
-        else {
-            continue;
-        };
+            .load(c)?,
+        DbConn::Sqlite(c) => {
+            let mut rows = vec![];
+            for item in dedup(items) {
+                // The latest entry in effect on the date, by the (item, effective_from) index.
+                let found = item_values::table
+                    .filter(item_values::item_id.eq(item.to_string()))
+                    .filter(item_values::effective_from.le(&from))
+                    .select(ValueRow::as_select())
+                    .order((
+                        item_values::effective_from.desc(),
+                        item_values::recorded_at.desc(),
+                    ))
+                    .get_result::<ValueRow>(c)
+                    .optional()?;
+                rows.extend(found);
+            }
+            rows
+        }
+    };
+    for r in rows {
         let v = ItemValue {
             id: parse_uuid(&r.id)?,
             item_id: parse_uuid(&r.item_id)?,

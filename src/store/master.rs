@@ -1,5 +1,7 @@
 //! Master data tables: items and their value history, warehouses, donors, recipients.
 
+use std::collections::HashMap;
+
 use diesel::prelude::*;
 use uuid::Uuid;
 
@@ -136,6 +138,35 @@ impl TryFrom<ItemRow> for Item {
 }
 
 master_table!(items, ItemRow, Item, insert_item, update_item, get_item);
+
+/// The items with these ids that exist. One round trip on PostgreSQL (an `= ANY` list is
+/// one bind); on SQLite one cached point read each (an `IN` list is parsed afresh for
+/// every count).
+pub fn get_items(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, Item>> {
+    let mut out = HashMap::new();
+    match conn {
+        DbConn::Postgres(c) => {
+            let rows: Vec<ItemRow> = items::table
+                .filter(items::id.eq_any(ids.iter().map(Uuid::to_string)))
+                .select(ItemRow::as_select())
+                .load(c)?;
+            for r in rows {
+                let item = Item::try_from(r)?;
+                out.insert(item.meta.id, item);
+            }
+        }
+        DbConn::Sqlite(_) => {
+            for id in ids {
+                if !out.contains_key(id) {
+                    if let Some(item) = get_item(conn, *id)? {
+                        out.insert(*id, item);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct ItemFilter {

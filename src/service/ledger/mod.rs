@@ -153,22 +153,19 @@ pub(crate) fn load_items(
     ids: &[(String, Uuid)],
     e: &mut FieldErrors,
 ) -> Result<HashMap<Uuid, Item>> {
-    let mut out = HashMap::new();
+    let wanted: Vec<Uuid> = ids.iter().map(|(_, id)| *id).collect();
+    let mut found = store::master::get_items(conn, &wanted)?;
     for (field, id) in ids {
-        if out.contains_key(id) {
-            continue;
-        }
-        match store::master::get_item(conn, *id)? {
+        match found.get(id) {
             None => e.add(field.clone(), format!("item {id} does not exist")),
             Some(i) if i.meta.archived_at.is_some() => {
                 e.add(field.clone(), format!("item {} is archived", i.code))
             }
-            Some(i) => {
-                out.insert(*id, i);
-            }
+            Some(_) => {}
         }
     }
-    Ok(out)
+    found.retain(|_, i| i.meta.archived_at.is_none());
+    Ok(found)
 }
 
 /// A line's amount in the item's base unit, from what the client entered.
