@@ -173,8 +173,7 @@ trait Pending: Send {
     /// Runs the write (again, if its group started over) and keeps its result: whether it
     /// succeeded. In a savepoint if `savepoint`.
     fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool;
-    /// Answers the caller, once the group's COMMIT succeeded or failed (or at once, for a
-    /// write that failed: nothing of it is in the transaction).
+    /// Answers the caller, once the group's COMMIT succeeded or failed.
     fn answer(self: Box<Self>, committed: std::result::Result<(), &str>);
 }
 
@@ -204,10 +203,12 @@ where
         let result = match (self.result, committed) {
             (None, Err(why)) => Err(Error::Internal(why.to_string())),
             (None, Ok(())) => Err(Error::Internal("the write did not run".into())),
-            // Whatever a failed write was, it did not happen.
-            (Some(Err(e)), _) => Err(e),
             (Some(Ok(v)), Ok(())) => Ok(v),
-            (Some(Ok(_)), Err(why)) => Err(Error::Internal(why.to_string())),
+            // Nothing of a failed write is in the transaction, but its error may rest on
+            // what the group wrote before it (an Idempotency-Key replay of a write in the
+            // same group): it stands only once the group has committed.
+            (Some(Err(e)), Ok(())) => Err(e),
+            (Some(_), Err(why)) => Err(Error::Internal(why.to_string())),
         };
         let _ = self.tx.send(result);
     }
@@ -234,39 +235,66 @@ fn run_caught(job: &mut Box<dyn Pending>, conn: &mut DbConn, savepoint: bool) ->
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn, savepoint))).ok()
 }
 
+/// Whether the writer's SQLite transaction is still open after a write failed: SQLite ends
+/// it by itself on some errors (I/O, disk full, out of memory), and the statements after
+/// would then each commit on their own. `BEGIN` inside an open transaction is refused,
+/// which is the answer wanted; if it is accepted, the transaction had been lost and this
+/// one is rolled back at once. (diesel does not expose `sqlite3_get_autocommit`.)
+fn transaction_open(conn: &mut DbConn) -> bool {
+    match conn {
+        DbConn::Sqlite(c) => match c.batch_execute("BEGIN") {
+            Err(e) => e.to_string().contains("within a transaction"),
+            Ok(()) => {
+                let _ = c.batch_execute("ROLLBACK");
+                false
+            }
+        },
+        DbConn::Postgres(_) => true,
+    }
+}
+
 /// Starts the group over after a write failed having written (SQLite, without savepoints):
 /// rolls back and runs the group's writes again. A write that now fails without writing
-/// leaves the group and is answered; one that fails having written, or panics, gives up the
-/// group. Returns the change count to compare the next write against.
+/// moves to `failed`; one that fails having written, or panics, gives up the group, as does
+/// any error of the database. Returns the change count to compare the next write against.
 fn start_over(
     conn: &mut DbConn,
     group: &mut Vec<Box<dyn Pending>>,
+    failed: &mut Vec<Box<dyn Pending>>,
 ) -> std::result::Result<i64, String> {
     rollback(conn).map_err(|e| format!("cannot roll back: {e}"))?;
     begin_with_retry(conn).map_err(|e| format!("cannot start a write: {e}"))?;
     let mut count = changes(conn)?;
-    let mut kept: Vec<Box<dyn Pending>> = Vec::with_capacity(group.len());
-    let mut pending = std::mem::take(group).into_iter();
-    for mut job in pending.by_ref() {
-        match run_caught(&mut job, conn, false) {
-            Some(true) => {
-                kept.push(job);
-                count = changes(conn)?;
-            }
-            Some(false) if changes(conn)? == count => job.answer(Ok(())),
-            _ => {
-                kept.push(job);
-                break;
-            }
+    let jobs = std::mem::take(group);
+    let mut broken = None;
+    for mut job in jobs {
+        if broken.is_some() {
+            group.push(job);
+            continue;
         }
+        match run_caught(&mut job, conn, false) {
+            Some(true) => match changes(conn) {
+                Ok(c) => count = c,
+                Err(e) => broken = Some(e),
+            },
+            Some(false) => match changes(conn) {
+                Ok(c) if c == count && transaction_open(conn) => {
+                    failed.push(job);
+                    continue;
+                }
+                Ok(_) => broken = Some("a write failed again, having written".into()),
+                Err(e) => broken = Some(e),
+            },
+            None => broken = Some("a write panicked when its group started over".into()),
+        }
+        group.push(job);
     }
-    let unfinished = pending.len();
-    kept.extend(pending);
-    *group = kept;
-    if unfinished > 0 || changes(conn)? != count {
-        return Err("the group could not be started over; nothing was written".into());
+    match broken {
+        Some(why) => Err(format!(
+            "the group could not be started over ({why}); nothing was written"
+        )),
+        None => Ok(count),
     }
-    Ok(count)
 }
 
 /// Most writes one commit covers, so the first of a long queue is not kept waiting.
@@ -283,14 +311,21 @@ fn writer(
     let mut idle: Option<DbConn> = None;
     while let Ok(first) = jobs.recv() {
         shared.queued.fetch_sub(1, SeqCst);
-        let opened = match idle.take() {
-            Some(c) => Ok(c),
-            None => writer_connection(&url).map_err(|e| e.to_string()),
-        }
-        .and_then(|mut c| match begin_with_retry(&mut c) {
-            Ok(()) => Ok(c),
-            Err(e) => Err(format!("cannot start a write: {e}")),
-        });
+        // An idle connection may have been broken meanwhile (a database server restarted):
+        // it gets one fresh try before the write is refused.
+        let reused = idle.is_some();
+        let open_and_begin = |c: Option<DbConn>| {
+            let mut c = match c {
+                Some(c) => c,
+                None => writer_connection(&url).map_err(|e| e.to_string())?,
+            };
+            begin_with_retry(&mut c).map_err(|e| format!("cannot start a write: {e}"))?;
+            Ok::<_, String>(c)
+        };
+        let opened = match open_and_begin(idle.take()) {
+            Err(_) if reused => open_and_begin(None),
+            other => other,
+        };
         let mut conn = match opened {
             Ok(c) => c,
             Err(why) => {
@@ -301,6 +336,8 @@ fn writer(
         };
         let savepoints = matches!(conn, DbConn::Postgres(_));
         let mut group: Vec<Box<dyn Pending>> = Vec::with_capacity(MAX_GROUP);
+        let mut failed: Vec<Box<dyn Pending>> = vec![];
+        let mut taken = 1;
         let mut given_up: Option<String> = None;
         let mut count = changes(&mut conn).unwrap_or_else(|e| {
             given_up = Some(e);
@@ -317,14 +354,18 @@ fn writer(
                     }
                 }
                 Some(false) => {
-                    let wrote = changes(&mut conn).map(|c| c != count);
-                    let restarted = match wrote {
-                        Ok(false) => Ok(count),
-                        Ok(true) => start_over(&mut conn, &mut group),
+                    let restarted = match changes(&mut conn) {
+                        Ok(c) if c == count && transaction_open(&mut conn) => Ok(count),
+                        Ok(c) if c == count => {
+                            Err("the transaction ended on an error; nothing was written"
+                                .to_string())
+                        }
+                        Ok(_) => start_over(&mut conn, &mut group, &mut failed),
                         Err(e) => Err(e),
                     };
-                    // Its own failure: nothing of it is in the transaction either way.
-                    job.answer(Ok(()));
+                    // Nothing of it is in the transaction either way; it is answered with
+                    // the others.
+                    failed.push(job);
                     match restarted {
                         Ok(c) => count = c,
                         Err(e) => given_up = Some(e),
@@ -338,7 +379,7 @@ fn writer(
                     );
                 }
             }
-            if given_up.is_none() && group.len() < MAX_GROUP {
+            if given_up.is_none() && taken < MAX_GROUP {
                 next = match jobs.try_recv() {
                     Ok(job) => Some(job),
                     // Counted but not sent yet (`Db::write` counts first): it joins this group.
@@ -347,19 +388,26 @@ fn writer(
                 };
                 if next.is_some() {
                     shared.queued.fetch_sub(1, SeqCst);
+                    taken += 1;
                 }
             }
         }
         let outcome = match given_up {
             Some(why) => Err(why),
-            None => commit(&mut conn)
-                .map_err(|e| format!("the group commit failed; nothing was written: {e}")),
+            // A COMMIT that fails may still have reached the disk (its fsync failed, or a
+            // PostgreSQL connection dropped on the way back): say so, rather than "nothing".
+            None => commit(&mut conn).map_err(|e| {
+                format!(
+                    "the group's COMMIT failed ({e}): whether these writes were saved is \
+                     unknown; retry with the same Idempotency-Key"
+                )
+            }),
         };
         if let Err(why) = &outcome {
             tracing::error!(error = %why, "group commit failed");
             let _ = rollback(&mut conn);
         }
-        for job in group {
+        for job in group.into_iter().chain(failed) {
             job.answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
         }
         if outcome.is_ok() {
