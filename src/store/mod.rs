@@ -407,11 +407,14 @@ fn writer(
             tracing::error!(error = %why, "group commit failed");
             let _ = rollback(&mut conn);
         }
+        if outcome.is_ok() {
+            // Counted before anyone is answered, so a caller that has its answer sees it.
+            shared.commits.fetch_add(1, SeqCst);
+        }
         for job in group.into_iter().chain(failed) {
             job.answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
         }
         if outcome.is_ok() {
-            shared.commits.fetch_add(1, SeqCst);
             // After the answers, which do not depend on it: this copies what was committed
             // since the checkpointer's last pass, ~30 ms under load, that the group's
             // writers would otherwise have waited for too.

@@ -343,6 +343,73 @@ fn tampering_in_many_random_ways_is_always_detected() {
     }
 }
 
+/// A refused write is answered only once its group has committed: its refusal may rest on
+/// what the group wrote before it (a replay of an Idempotency-Key first used in the same
+/// group), which stands only if that COMMIT does. Here a refused write is queued behind one
+/// that holds the writer; when the refusal comes back, their group's COMMIT has happened.
+#[test]
+fn a_refused_write_is_answered_after_its_group_commits() {
+    use relief_ledger::domain::audit::NewEvent;
+    use relief_ledger::error::Error;
+    use relief_ledger::store::{self, Db};
+
+    let app = TestApp::spawn();
+    let db = Db::open(&app.db_url, 4).unwrap();
+    let groups_before = db.groups_committed();
+    let (inside_tx, inside_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let db_ = &db;
+        let first = s.spawn(move || {
+            let mut waited = false;
+            db_.write(move |c| {
+                store::audit::append(
+                    c,
+                    NewEvent {
+                        occurred_at: chrono::Utc::now(),
+                        actor_id: uuid::Uuid::nil().to_string(),
+                        actor_name: "group test".into(),
+                        actor_role: "admin".into(),
+                        action: "group.first".into(),
+                        entity_type: "test".into(),
+                        entity_id: "first".into(),
+                        request_id: None,
+                        before: None,
+                        after: None,
+                    },
+                )?;
+                if !waited {
+                    waited = true;
+                    inside_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                }
+                Ok(())
+            })
+        });
+        inside_rx.recv().unwrap();
+        let refused = s.spawn(move || {
+            let r: Result<(), Error> =
+                db_.write(|_| Err(Error::conflict("writer", "refused on purpose")));
+            (r, db_.groups_committed())
+        });
+        while db.queued_writers() < 1 {
+            std::thread::yield_now();
+        }
+        release_tx.send(()).unwrap();
+        let (r, groups_when_answered) = refused.join().unwrap();
+        assert!(
+            matches!(r, Err(Error::Conflict { .. })),
+            "its own refusal: {r:?}"
+        );
+        assert_eq!(
+            groups_when_answered - groups_before,
+            1,
+            "answered only after the group's COMMIT"
+        );
+        first.join().unwrap().unwrap();
+    });
+}
+
 /// Group commit: writers queued behind a running one share its transaction (each in its own
 /// savepoint on PostgreSQL; on SQLite a write that fails after writing makes the group start
 /// over without it). Here 24 writers are queued behind a first one that holds the writer's turn,
