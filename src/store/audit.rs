@@ -73,25 +73,27 @@ pub fn head(conn: &mut DbConn) -> Result<Option<(i64, String)>> {
 pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<AuditEvent> {
     let prev = head(conn)?;
     let ev = event.seal(prev.as_ref().map(|(s, h)| (*s, h.as_str())));
+    // The sealed event moves into the row and back out, rather than being copied field by
+    // field: its before/after JSON runs to kilobytes, and this is in every write.
     let row = Row {
         seq: ev.seq,
-        occurred_at: ev.occurred_at.clone(),
-        actor_id: ev.actor_id.clone(),
-        actor_name: ev.actor_name.clone(),
-        actor_role: ev.actor_role.clone(),
-        action: ev.action.clone(),
-        entity_type: ev.entity_type.clone(),
-        entity_id: ev.entity_id.clone(),
-        request_id: ev.request_id.clone(),
-        before: ev.before.clone(),
-        after: ev.after.clone(),
-        prev_hash: ev.prev_hash.clone(),
-        hash: ev.hash.clone(),
+        occurred_at: ev.occurred_at,
+        actor_id: ev.actor_id,
+        actor_name: ev.actor_name,
+        actor_role: ev.actor_role,
+        action: ev.action,
+        entity_type: ev.entity_type,
+        entity_id: ev.entity_id,
+        request_id: ev.request_id,
+        before: ev.before,
+        after: ev.after,
+        prev_hash: ev.prev_hash,
+        hash: ev.hash,
     };
     on!(conn, |c| diesel::insert_into(t::table)
         .values(&row)
         .execute(c))?;
-    Ok(ev)
+    Ok(AuditEvent::from(row))
 }
 
 #[derive(Debug, Default, Clone)]

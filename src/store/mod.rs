@@ -253,6 +253,20 @@ fn transaction_open(conn: &mut DbConn) -> bool {
     }
 }
 
+/// Whether a write that failed left the transaction as it found it: SQLite's change count is
+/// where it was before the write (`before`), and the transaction is still open. `Ok(false)`:
+/// it had written (the group must start over without it); `Err`: the transaction is gone.
+/// Always `Ok(true)` on PostgreSQL, where the write's savepoint was rolled back.
+fn left_clean(conn: &mut DbConn, before: i64) -> std::result::Result<bool, String> {
+    if changes(conn)? != before {
+        return Ok(false);
+    }
+    if !transaction_open(conn) {
+        return Err("the transaction ended on an error; nothing was written".into());
+    }
+    Ok(true)
+}
+
 /// Starts the group over after a write failed having written (SQLite, without savepoints):
 /// rolls back and runs the group's writes again. A write that now fails without writing
 /// moves to `failed`; one that fails having written, or panics, gives up the group, as does
@@ -277,12 +291,12 @@ fn start_over(
                 Ok(c) => count = c,
                 Err(e) => broken = Some(e),
             },
-            Some(false) => match changes(conn) {
-                Ok(c) if c == count && transaction_open(conn) => {
+            Some(false) => match left_clean(conn, count) {
+                Ok(true) => {
                     failed.push(job);
                     continue;
                 }
-                Ok(_) => broken = Some("a write failed again, having written".into()),
+                Ok(false) => broken = Some("a write failed again, having written".into()),
                 Err(e) => broken = Some(e),
             },
             None => broken = Some("a write panicked when its group started over".into()),
@@ -354,13 +368,9 @@ fn writer(
                     }
                 }
                 Some(false) => {
-                    let restarted = match changes(&mut conn) {
-                        Ok(c) if c == count && transaction_open(&mut conn) => Ok(count),
-                        Ok(c) if c == count => {
-                            Err("the transaction ended on an error; nothing was written"
-                                .to_string())
-                        }
-                        Ok(_) => start_over(&mut conn, &mut group, &mut failed),
+                    let restarted = match left_clean(&mut conn, count) {
+                        Ok(true) => Ok(count),
+                        Ok(false) => start_over(&mut conn, &mut group, &mut failed),
                         Err(e) => Err(e),
                     };
                     // Nothing of it is in the transaction either way; it is answered with
