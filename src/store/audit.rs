@@ -8,7 +8,7 @@ use crate::domain::audit::{AuditEvent, ChainBreak, ChainVerifier, NewEvent};
 use crate::error::Result;
 
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = t)]
+#[diesel(table_name = t, treat_none_as_default_value = false)]
 struct Row {
     seq: i64,
     occurred_at: String,

@@ -53,7 +53,7 @@ fn opt_date(s: Option<&str>) -> Result<Option<NaiveDate>> {
 // ---------------------------------------------------------------- documents
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = documents, treat_none_as_null = true)]
+#[diesel(table_name = documents, treat_none_as_null = true, treat_none_as_default_value = false)]
 struct DocRow {
     id: String,
     doc_type: String,
@@ -74,7 +74,7 @@ struct DocRow {
 }
 
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = document_lines)]
+#[diesel(table_name = document_lines, treat_none_as_default_value = false)]
 struct LineRow {
     document_id: String,
     line_no: i32,
@@ -305,7 +305,7 @@ pub fn pledge_received(conn: &mut DbConn, pledge: Uuid) -> Result<HashMap<i32, Q
 // ---------------------------------------------------------------- lots
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = lots, treat_none_as_null = true)]
+#[diesel(table_name = lots, treat_none_as_null = true, treat_none_as_default_value = false)]
 struct LotRow {
     id: String,
     item_id: String,
@@ -446,11 +446,6 @@ pub fn stock_of_lots(
         let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
         let rows: Vec<BalanceCols> = balances::table
             .filter(balances::lot_id.eq_any(ids))
-            .filter(balances::location_kind.eq_any([
-                LocationKind::Warehouse.as_str(),
-                LocationKind::Transit.as_str(),
-            ]))
-            .filter(balances::quantity_milli.ne(0))
             .select(BALANCE_COLS)
             .load(conn)?;
         for row in rows {
@@ -505,30 +500,6 @@ pub fn get_lots(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, Lot>> {
 
 // ---------------------------------------------------------------- balances
 
-/// `balances.quantity_milli > 0`, written as a literal rather than with a bound 0: it is the
-/// predicate of the partial index `balances_in_stock`, and a planner can match a literal to
-/// it (SQLite can match a bound value too, but then re-prepares the statement on every run).
-#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
-pub(crate) struct InStock;
-
-impl diesel::expression::Expression for InStock {
-    type SqlType = diesel::sql_types::Bool;
-}
-impl<QS> diesel::expression::AppearsOnTable<QS> for InStock {}
-impl<QS> diesel::expression::SelectableExpression<QS> for InStock {}
-impl diesel::expression::ValidGrouping<()> for InStock {
-    type IsAggregate = diesel::expression::is_aggregate::Never;
-}
-impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for InStock {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
-    ) -> QueryResult<()> {
-        out.push_sql("balances.quantity_milli > 0");
-        Ok(())
-    }
-}
-
 /// The stock at a warehouse that an allocation may draw on, in the order `plan::allocate`
 /// takes it (earliest expiry first, lots without expiry last, then oldest), read only as far
 /// as it is needed: per item, lots are read until those certainly usable on `on` (not held,
@@ -558,7 +529,6 @@ pub fn available_at(
                 .filter(balances::location_kind.eq(LocationKind::Warehouse.as_str()))
                 .filter(balances::location_id.eq(&place))
                 .filter(balances::item_id.eq(&item))
-                .filter(InStock)
                 .select((LotRow::as_select(), balances::quantity_milli))
                 // FEFO, as `plan::allocate` takes it, read in index order (see migration 000007).
                 .order(balances::fefo.asc())
@@ -707,9 +677,10 @@ hand_written_statement!(UpsertBalance, |self, out| {
     Ok(())
 });
 
-/// Takes `take` from a balance if it holds that much: the stock guard of a decrease. By hand
-/// for the same reason as `UpsertBalance`: diesel never caches an UPDATE statement, and
-/// preparing this one on every run was 2.6% of the writer's time (docs/performance.md).
+/// Takes `take` from a position that holds more: the stock guard of a decrease, in the
+/// UPDATE itself so that it holds whatever ran before. By hand for the same reason as
+/// `UpsertBalance`: diesel never caches an UPDATE statement, and preparing this one on every
+/// run was 2.6% of the writer's time (docs/performance.md).
 struct TakeFromBalance<'a> {
     lot: &'a str,
     kind: &'a str,
@@ -726,26 +697,61 @@ hand_written_statement!(TakeFromBalance, |self, out| {
     out.push_bind_param::<Text, str>(self.kind)?;
     out.push_sql(" AND location_id = ");
     out.push_bind_param::<Text, str>(self.place)?;
-    out.push_sql(" AND quantity_milli >= ");
+    out.push_sql(" AND quantity_milli > ");
     out.push_bind_param::<BigInt, i64>(&self.take)?;
     Ok(())
 });
 
-/// Adds `delta` to a balance. A decrease of a stock-holding location only succeeds if the
-/// stock is there: the guard is in the UPDATE itself, so it holds whatever ran before. Any
-/// other change is one upsert, since it often creates the pair (a new lot, a document's
-/// transit, a first delivery to a recipient).
+/// Takes a position's whole quantity, `take`, by deleting it: a position at zero is no
+/// position (migration 000011), and the CHECK on `balances` refuses a row at zero.
+struct EmptyBalance<'a> {
+    lot: &'a str,
+    kind: &'a str,
+    place: &'a str,
+    take: i64,
+}
+
+hand_written_statement!(EmptyBalance, |self, out| {
+    out.push_sql("DELETE FROM balances WHERE lot_id = ");
+    out.push_bind_param::<Text, str>(self.lot)?;
+    out.push_sql(" AND location_kind = ");
+    out.push_bind_param::<Text, str>(self.kind)?;
+    out.push_sql(" AND location_id = ");
+    out.push_bind_param::<Text, str>(self.place)?;
+    out.push_sql(" AND quantity_milli = ");
+    out.push_bind_param::<BigInt, i64>(&self.take)?;
+    Ok(())
+});
+
+/// Moves the stock position a movement changes on one side. Only stock-holding places
+/// (warehouses, transits) have positions: what left a donor or reached a recipient is the
+/// sum of their movements, which the reports read. A decrease takes from a position that
+/// holds more, or empties one that holds exactly as much, and fails otherwise: the stock
+/// guard is in the statements themselves, so it holds whatever ran before. An increase is
+/// one upsert, since it often creates the position (a new lot, a document's transit).
 fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) -> Result<()> {
-    if delta < 0 && loc.holds_stock() {
-        let (lot, place) = (m.lot_id.to_string(), loc.id.to_string());
-        let take = TakeFromBalance {
+    if !loc.holds_stock() {
+        return Ok(());
+    }
+    let (lot, place) = (m.lot_id.to_string(), loc.id.to_string());
+    if delta < 0 {
+        let (kind, take) = (loc.kind.as_str(), -delta);
+        let take_some = TakeFromBalance {
             lot: &lot,
-            kind: loc.kind.as_str(),
+            kind,
             place: &place,
-            take: -delta,
+            take,
         };
-        let updated = on!(conn, |c| c.execute_returning_count(&take))?;
-        if updated == 1 {
+        if on!(conn, |c| c.execute_returning_count(&take_some))? == 1 {
+            return Ok(());
+        }
+        let take_all = EmptyBalance {
+            lot: &lot,
+            kind,
+            place: &place,
+            take,
+        };
+        if on!(conn, |c| c.execute_returning_count(&take_all))? == 1 {
             return Ok(());
         }
         return Err(Error::Conflict {
@@ -753,15 +759,11 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
             detail: format!(
                 "lot {} has less than {} at {loc}",
                 m.lot_id,
-                Quantity::from_scaled(-delta)
+                Quantity::from_scaled(take)
             ),
         });
     }
-    let (lot, place, item) = (
-        m.lot_id.to_string(),
-        loc.id.to_string(),
-        m.item_id.to_string(),
-    );
+    let item = m.item_id.to_string();
     let upsert = UpsertBalance {
         lot: &lot,
         kind: loc.kind.as_str(),
@@ -779,7 +781,7 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
 // ---------------------------------------------------------------- movements
 
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = movements)]
+#[diesel(table_name = movements, treat_none_as_default_value = false)]
 struct MoveRow {
     seq: i64,
     document_id: String,
@@ -1018,7 +1020,6 @@ pub fn stock(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
             LocationKind::Warehouse.as_str(),
             LocationKind::Transit.as_str(),
         ]))
-        .filter(InStock)
         .select((
             LotRow::as_select(),
             balances::location_kind,

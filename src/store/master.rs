@@ -77,7 +77,7 @@ macro_rules! master_table {
 // ---------------------------------------------------------------- items
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = items, treat_none_as_null = true)]
+#[diesel(table_name = items, treat_none_as_null = true, treat_none_as_default_value = false)]
 struct ItemRow {
     id: String,
     code: String,
@@ -210,7 +210,7 @@ pub fn item_code_taken(conn: &mut DbConn, code: &str, except: Option<Uuid>) -> R
 // ---------------------------------------------------------------- item values
 
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = item_values)]
+#[diesel(table_name = item_values, treat_none_as_default_value = false)]
 struct ItemValueRow {
     id: String,
     item_id: String,
@@ -276,7 +276,7 @@ pub fn item_values(conn: &mut DbConn, item: Uuid) -> Result<Vec<ItemValue>> {
 // ---------------------------------------------------------------- warehouses
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = warehouses, treat_none_as_null = true)]
+#[diesel(table_name = warehouses, treat_none_as_null = true, treat_none_as_default_value = false)]
 struct WarehouseRow {
     id: String,
     name: String,
@@ -359,7 +359,7 @@ pub fn list_warehouses(
 // ---------------------------------------------------------------- donors
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = donors, treat_none_as_null = true)]
+#[diesel(table_name = donors, treat_none_as_null = true, treat_none_as_default_value = false)]
 struct DonorRow {
     id: String,
     name: String,
@@ -461,7 +461,7 @@ pub fn credit_code_taken(conn: &mut DbConn, code: &str, except: Option<Uuid>) ->
 // ---------------------------------------------------------------- recipients
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = recipients, treat_none_as_null = true)]
+#[diesel(table_name = recipients, treat_none_as_null = true, treat_none_as_default_value = false)]
 struct RecipientRow {
     id: String,
     name: String,

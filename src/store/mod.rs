@@ -758,6 +758,19 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<()> {
     Ok(())
 }
 
+/// Undoes the last `n` migrations, newest first, with their `down.sql`: what rolling back a
+/// release runs before the older binary starts. The tests hold each `down.sql` to it.
+pub fn revert_migrations(conn: &mut DbConn, n: usize) -> Result<()> {
+    for _ in 0..n {
+        match conn {
+            DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS).map(|_| ()),
+            DbConn::Postgres(c) => c.revert_last_migration(PG_MIGRATIONS).map(|_| ()),
+        }
+        .map_err(|e| Error::Internal(format!("reverting a migration failed: {e}")))?;
+    }
+    Ok(())
+}
+
 /// A database URL safe to print: any password is replaced.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -30,7 +30,7 @@ pub struct Period {
 }
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = periods, treat_none_as_null = true)]
+#[diesel(table_name = periods, treat_none_as_null = true, treat_none_as_default_value = false)]
 struct PeriodRow {
     id: String,
     starts_at: Option<String>,

@@ -11,7 +11,7 @@ use crate::domain::record::Meta;
 use crate::error::Result;
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = users, treat_none_as_null = true)]
+#[diesel(table_name = users, treat_none_as_null = true, treat_none_as_default_value = false)]
 struct UserRow {
     id: String,
     name: String,
@@ -104,7 +104,7 @@ pub fn list_users(conn: &mut DbConn, page: &super::master::Page) -> Result<Vec<U
 }
 
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = api_tokens)]
+#[diesel(table_name = api_tokens, treat_none_as_default_value = false)]
 struct TokenRow {
     id: String,
     user_id: String,

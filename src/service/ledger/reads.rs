@@ -402,18 +402,21 @@ pub struct IntegrityReport {
     /// True when every check passed.
     pub ok: bool,
     pub movements: i64,
+    /// Stock positions stored (one per lot and warehouse or transit that holds some).
     pub balances: i64,
-    /// Balances that differ from the sum of their movements.
+    /// Stored positions that differ from the sum of their movements, and positions the
+    /// movements leave that are not stored.
     pub mismatched_balances: Vec<String>,
-    /// Items whose locations do not sum to zero.
+    /// Items whose stored stock is not what came in from donors less what went out to
+    /// recipients and write-offs.
     pub unbalanced_items: Vec<String>,
-    /// Warehouse or transit balances below zero.
+    /// Warehouse or transit positions that the movements leave below zero.
     pub negative_stock: Vec<String>,
 }
 
-/// Recomputes every balance from the movements and checks the ledger's invariants:
-/// balances equal movements, each item sums to zero over all locations, and no
-/// warehouse or transit location holds less than nothing.
+/// Recomputes every stock position from the movements and checks the ledger's invariants:
+/// stored positions equal movements, each item's stock is what came in less what went out,
+/// and no warehouse or transit location holds less than nothing.
 pub fn integrity(dbh: &Db, actor: &Principal) -> Result<IntegrityReport> {
     actor.require(Action::CheckLedger)?;
     integrity_of(dbh)
@@ -421,16 +424,21 @@ pub fn integrity(dbh: &Db, actor: &Principal) -> Result<IntegrityReport> {
 
 pub fn integrity_of(dbh: &Db) -> Result<IntegrityReport> {
     dbh.read(|conn| {
+        // Positions as the movements leave them, and per item what crossed the ledger's
+        // edge: in from donors (+), out to recipients and write-offs (-).
         let mut computed: HashMap<(Uuid, Location), (Uuid, i64)> = HashMap::new();
+        let mut crossed: BTreeMap<Uuid, i64> = BTreeMap::new();
         let mut count = 0i64;
         db::each_movement(conn, |m| {
             count += 1;
             let q = m.quantity.to_scaled();
-            computed
-                .entry((m.lot_id, m.from))
-                .or_insert((m.item_id, 0))
-                .1 -= q;
-            computed.entry((m.lot_id, m.to)).or_insert((m.item_id, 0)).1 += q;
+            for (loc, signed) in [(m.from, -q), (m.to, q)] {
+                if loc.holds_stock() {
+                    computed.entry((m.lot_id, loc)).or_insert((m.item_id, 0)).1 += signed;
+                } else {
+                    *crossed.entry(m.item_id).or_default() -= signed;
+                }
+            }
             Ok(())
         })?;
         let stored = db::all_balances(conn)?;
@@ -453,14 +461,14 @@ pub fn integrity_of(dbh: &Db) -> Result<IntegrityReport> {
                     Quantity::from_scaled(want)
                 ));
             }
-            if loc.holds_stock() && q.to_scaled() < 0 {
-                report
-                    .negative_stock
-                    .push(format!("lot {lot} at {loc}: {q}"));
-            }
             *per_item.entry(*item).or_default() += q.to_scaled();
         }
         for ((lot, loc), (_, q)) in &computed {
+            if *q < 0 {
+                report
+                    .negative_stock
+                    .push(format!("lot {lot} at {loc}: {}", Quantity::from_scaled(*q)));
+            }
             if *q != 0 && !seen.contains(&(*lot, *loc)) {
                 report.mismatched_balances.push(format!(
                     "lot {lot} at {loc}: no balance row, movements say {}",
@@ -468,11 +476,18 @@ pub fn integrity_of(dbh: &Db) -> Result<IntegrityReport> {
                 ));
             }
         }
-        for (item, sum) in per_item {
-            if sum != 0 {
+        let items: std::collections::BTreeSet<Uuid> =
+            per_item.keys().chain(crossed.keys()).copied().collect();
+        for item in items {
+            let (stock, net_in) = (
+                per_item.get(&item).copied().unwrap_or(0),
+                crossed.get(&item).copied().unwrap_or(0),
+            );
+            if stock != net_in {
                 report.unbalanced_items.push(format!(
-                    "item {item}: locations sum to {}",
-                    Quantity::from_scaled(sum)
+                    "item {item}: {} in stock, {} came in net",
+                    Quantity::from_scaled(stock),
+                    Quantity::from_scaled(net_in)
                 ));
             }
         }
