@@ -7,5 +7,6 @@ mod cli;
 mod helpers;
 mod ledger;
 mod master_data;
+mod migrations;
 mod reliability;
 mod reports;

@@ -404,8 +404,9 @@ pub struct IntegrityReport {
     pub movements: i64,
     /// Stock positions stored (one per lot and warehouse or transit that holds some).
     pub balances: i64,
-    /// Stored positions that differ from the sum of their movements, and positions the
-    /// movements leave that are not stored.
+    /// Stored positions that differ from the sum of their movements or are filed under
+    /// another item than their movements, and positions the movements leave that are not
+    /// stored.
     pub mismatched_balances: Vec<String>,
     /// Items whose stored stock is not what came in from donors less what went out to
     /// recipients and write-offs.
@@ -454,11 +455,18 @@ pub fn integrity_of(dbh: &Db) -> Result<IntegrityReport> {
         let mut per_item: BTreeMap<Uuid, i64> = BTreeMap::new();
         for (lot, item, loc, q) in &stored {
             seen.insert((*lot, *loc));
-            let want = computed.get(&(*lot, *loc)).map(|c| c.1).unwrap_or(0);
+            let (moved_item, want) = computed.get(&(*lot, *loc)).copied().unwrap_or((*item, 0));
             if want != q.to_scaled() {
                 report.mismatched_balances.push(format!(
                     "lot {lot} at {loc}: stored {q}, movements say {}",
                     Quantity::from_scaled(want)
+                ));
+            }
+            // Allocation picks lots by the position's item: a position filed under another
+            // item would hand out the wrong goods.
+            if moved_item != *item {
+                report.mismatched_balances.push(format!(
+                    "lot {lot} at {loc}: stored as item {item}, its movements are item {moved_item}"
                 ));
             }
             *per_item.entry(*item).or_default() += q.to_scaled();
