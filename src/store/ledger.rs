@@ -630,6 +630,8 @@ macro_rules! hand_written_statement {
                 &'b $this,
                 mut $out: diesel::query_builder::AstPass<'_, 'b, DB>,
             ) -> QueryResult<()> {
+                // Not every statement binds both kinds.
+                #[allow(unused_imports)]
                 use diesel::sql_types::{BigInt, Text};
                 $walk
             }
@@ -677,26 +679,46 @@ hand_written_statement!(UpsertBalance, |self, out| {
     Ok(())
 });
 
+/// One stock position, as the WHERE clause of a statement that changes it.
+#[derive(Clone, Copy)]
+struct Position<'a> {
+    lot: &'a str,
+    kind: &'a str,
+    place: &'a str,
+}
+
+impl Position<'_> {
+    fn push_where<'b, DB>(
+        &'b self,
+        out: &mut diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()>
+    where
+        DB: diesel::backend::Backend,
+        str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    {
+        use diesel::sql_types::Text;
+        out.push_sql(" WHERE lot_id = ");
+        out.push_bind_param::<Text, str>(self.lot)?;
+        out.push_sql(" AND location_kind = ");
+        out.push_bind_param::<Text, str>(self.kind)?;
+        out.push_sql(" AND location_id = ");
+        out.push_bind_param::<Text, str>(self.place)
+    }
+}
+
 /// Takes `take` from a position that holds more: the stock guard of a decrease, in the
 /// UPDATE itself so that it holds whatever ran before. By hand for the same reason as
 /// `UpsertBalance`: diesel never caches an UPDATE statement, and preparing this one on every
 /// run was 2.6% of the writer's time (docs/performance.md).
 struct TakeFromBalance<'a> {
-    lot: &'a str,
-    kind: &'a str,
-    place: &'a str,
+    at: Position<'a>,
     take: i64,
 }
 
 hand_written_statement!(TakeFromBalance, |self, out| {
     out.push_sql("UPDATE balances SET quantity_milli = quantity_milli - ");
     out.push_bind_param::<BigInt, i64>(&self.take)?;
-    out.push_sql(" WHERE lot_id = ");
-    out.push_bind_param::<Text, str>(self.lot)?;
-    out.push_sql(" AND location_kind = ");
-    out.push_bind_param::<Text, str>(self.kind)?;
-    out.push_sql(" AND location_id = ");
-    out.push_bind_param::<Text, str>(self.place)?;
+    self.at.push_where(&mut out)?;
     out.push_sql(" AND quantity_milli > ");
     out.push_bind_param::<BigInt, i64>(&self.take)?;
     Ok(())
@@ -705,19 +727,13 @@ hand_written_statement!(TakeFromBalance, |self, out| {
 /// Takes a position's whole quantity, `take`, by deleting it: a position at zero is no
 /// position (migration 000011), and the CHECK on `balances` refuses a row at zero.
 struct EmptyBalance<'a> {
-    lot: &'a str,
-    kind: &'a str,
-    place: &'a str,
+    at: Position<'a>,
     take: i64,
 }
 
 hand_written_statement!(EmptyBalance, |self, out| {
-    out.push_sql("DELETE FROM balances WHERE lot_id = ");
-    out.push_bind_param::<Text, str>(self.lot)?;
-    out.push_sql(" AND location_kind = ");
-    out.push_bind_param::<Text, str>(self.kind)?;
-    out.push_sql(" AND location_id = ");
-    out.push_bind_param::<Text, str>(self.place)?;
+    out.push_sql("DELETE FROM balances");
+    self.at.push_where(&mut out)?;
     out.push_sql(" AND quantity_milli = ");
     out.push_bind_param::<BigInt, i64>(&self.take)?;
     Ok(())
@@ -735,23 +751,22 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
     }
     let (lot, place) = (m.lot_id.to_string(), loc.id.to_string());
     if delta < 0 {
-        let (kind, take) = (loc.kind.as_str(), -delta);
-        let take_some = TakeFromBalance {
+        let take = -delta;
+        let at = Position {
             lot: &lot,
-            kind,
+            kind: loc.kind.as_str(),
             place: &place,
-            take,
         };
-        if on!(conn, |c| c.execute_returning_count(&take_some))? == 1 {
+        if on!(conn, |c| c
+            .execute_returning_count(&TakeFromBalance { at, take }))?
+            == 1
+        {
             return Ok(());
         }
-        let take_all = EmptyBalance {
-            lot: &lot,
-            kind,
-            place: &place,
-            take,
-        };
-        if on!(conn, |c| c.execute_returning_count(&take_all))? == 1 {
+        if on!(conn, |c| c
+            .execute_returning_count(&EmptyBalance { at, take }))?
+            == 1
+        {
             return Ok(());
         }
         return Err(Error::Conflict {

@@ -24,8 +24,8 @@ pub struct TestApp {
     pub warehouse_b: Uuid,
     agent: ureq::Agent,
     handle: Option<actix_web::dev::ServerHandle>,
-    pg_admin: Option<(String, String)>,
-    _dir: tempfile::TempDir,
+    /// Dropped after the server has stopped (fields drop after `Drop::drop`).
+    database: TempDatabase,
 }
 
 pub struct Resp {
@@ -99,24 +99,8 @@ impl TestApp {
     }
 
     pub fn spawn_limited(auth_failures_per_minute: u32) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
-        let (db_url, pg_admin) = match std::env::var("TEST_DATABASE_URL") {
-            Ok(admin_url) if !admin_url.is_empty() => {
-                let name = format!("rl_test_{}", Uuid::new_v4().simple());
-                let mut conn = store::connect(&admin_url).expect("connect to TEST_DATABASE_URL");
-                diesel::connection::SimpleConnection::batch_execute(
-                    &mut conn,
-                    &format!("CREATE DATABASE {name}"),
-                )
-                .unwrap();
-                let base = admin_url.rsplit_once('/').unwrap().0;
-                (format!("{base}/{name}"), Some((admin_url.clone(), name)))
-            }
-            _ => (
-                dir.path().join("test.db").to_str().unwrap().to_string(),
-                None,
-            ),
-        };
+        let database = TempDatabase::new();
+        let db_url = database.url.clone();
         let db = Db::open(&db_url, 16).expect("open database");
         let ctx = operator();
         let admin =
@@ -181,8 +165,7 @@ impl TestApp {
             warehouse_b,
             agent,
             handle: Some(handle),
-            pg_admin,
-            _dir: dir,
+            database,
         }
     }
 
@@ -308,7 +291,7 @@ impl TestApp {
     }
 
     pub fn is_postgres(&self) -> bool {
-        self.pg_admin.is_some()
+        self.database.is_postgres()
     }
 }
 
@@ -317,6 +300,52 @@ impl Drop for TestApp {
         if let Some(h) = self.handle.take() {
             actix_web::rt::System::new().block_on(h.stop(false));
         }
+    }
+}
+
+/// A fresh, empty database for one test: a file in a temporary directory, or, when
+/// `TEST_DATABASE_URL` names a PostgreSQL server, a database of its own on it. Removed when
+/// dropped.
+pub struct TempDatabase {
+    pub url: String,
+    pg_admin: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl TempDatabase {
+    pub fn new() -> TempDatabase {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, pg_admin) = match std::env::var("TEST_DATABASE_URL") {
+            Ok(admin_url) if !admin_url.is_empty() => {
+                let name = format!("rl_test_{}", Uuid::new_v4().simple());
+                let mut conn = store::connect(&admin_url).expect("connect to TEST_DATABASE_URL");
+                diesel::connection::SimpleConnection::batch_execute(
+                    &mut conn,
+                    &format!("CREATE DATABASE {name}"),
+                )
+                .unwrap();
+                let base = admin_url.rsplit_once('/').unwrap().0;
+                (format!("{base}/{name}"), Some((admin_url.clone(), name)))
+            }
+            _ => (
+                dir.path().join("test.db").to_str().unwrap().to_string(),
+                None,
+            ),
+        };
+        TempDatabase {
+            url,
+            pg_admin,
+            _dir: dir,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg_admin.is_some()
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
         if let Some((admin_url, name)) = self.pg_admin.take() {
             if let Ok(mut conn) = store::connect(&admin_url) {
                 let _ = diesel::connection::SimpleConnection::batch_execute(

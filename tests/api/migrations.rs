@@ -7,7 +7,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use relief_ledger::store::{self, DbConn};
 use serde_json::{json, Value};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TempDatabase, TestApp};
 use crate::ledger::{future, id, receive, ship, world};
 
 const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -87,22 +87,9 @@ fn schema(conn: &mut DbConn) -> Vec<String> {
 
 /// The schema of a fresh database taken up to the migration before `newest` ones: the
 /// schema that undoing the newest must give back.
-fn schema_before_newest(app: &TestApp, newest: usize) -> Vec<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, pg) = match std::env::var("TEST_DATABASE_URL") {
-        Ok(admin) if app.is_postgres() => {
-            let name = format!("rl_test_{}", uuid::Uuid::new_v4().simple());
-            let mut c = store::connect(&admin).unwrap();
-            execute(&mut c, &format!("CREATE DATABASE {name}"));
-            let base = admin.rsplit_once('/').unwrap().0;
-            (format!("{base}/{name}"), Some((admin, name)))
-        }
-        _ => (
-            dir.path().join("older.db").to_str().unwrap().to_string(),
-            None,
-        ),
-    };
-    let mut conn = store::connect(&url).unwrap();
+fn schema_before_newest(newest: usize) -> Vec<String> {
+    let older = TempDatabase::new();
+    let mut conn = store::connect(&older.url).unwrap();
     let (all, ran) = match &mut conn {
         DbConn::Sqlite(c) => {
             let all = MigrationHarness::pending_migrations(c, SQLITE)
@@ -124,16 +111,7 @@ fn schema_before_newest(app: &TestApp, newest: usize) -> Vec<String> {
         }
     };
     assert_eq!(ran, all - newest);
-    let out = schema(&mut conn);
-    drop(conn);
-    if let Some((admin, name)) = pg {
-        let mut c = store::connect(&admin).unwrap();
-        execute(
-            &mut c,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-    }
-    out
+    schema(&mut conn)
 }
 
 /// Migrations 000010 and 000011 rebuilt the journal's keys and cut `balances` down to stock
@@ -187,7 +165,7 @@ fn the_latest_migrations_undo_and_redo_on_a_live_ledger() {
         positions, 2,
         "masks at the warehouse, spray in transit: {stock_before}"
     );
-    let older = schema_before_newest(&app, 2);
+    let older = schema_before_newest(2);
 
     let mut conn = store::connect(&app.db_url).unwrap();
     let newest = schema(&mut conn);
