@@ -630,6 +630,10 @@ fn main() {
     }
 
     // Durable writes over HTTP: 64 clients, receipts and shipments of 1–3 lines.
+    eprintln!(
+        "writing for {} s with {} clients …",
+        args.seconds, args.clients
+    );
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let lat: Vec<(u16, f64)> = std::thread::scope(|s| {

@@ -242,6 +242,15 @@ pub struct ItemValue {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// The entry of a value history in effect on `on`: the latest dated on or before it, and of
+/// those the latest recorded (a correction entered for the same date wins).
+pub fn value_in_effect(history: &[ItemValue], on: NaiveDate) -> Option<&ItemValue> {
+    history
+        .iter()
+        .filter(|v| v.effective_from <= on)
+        .max_by_key(|v| (v.effective_from, v.recorded_at))
+}
+
 impl ItemValueInput {
     pub fn validate(
         self,
@@ -341,5 +350,36 @@ mod tests {
                 "tracks_expiry"
             ]
         );
+    }
+
+    #[test]
+    fn the_value_in_effect_is_the_latest_dated_then_the_latest_recorded() {
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let entry = |from: &str, at: &str, v: &str| ItemValue {
+            id: Uuid::now_v7(),
+            item_id: Uuid::nil(),
+            effective_from: d(from),
+            unit_value: UnitValue::parse(v).unwrap(),
+            currency: "CNY".into(),
+            basis: ValueBasis::MarketQuote,
+            evidence: None,
+            set_by: Uuid::nil(),
+            recorded_at: t(at),
+        };
+        let history = [
+            entry("2020-02-01", "2020-02-01T08:00:00Z", "0.45"),
+            entry("2020-02-10", "2020-02-09T08:00:00Z", "0.60"),
+            // The same date entered again later: a correction.
+            entry("2020-02-10", "2020-02-11T08:00:00Z", "0.55"),
+            entry("2020-03-01", "2020-02-12T08:00:00Z", "0.40"),
+        ];
+        let on = |day: &str| value_in_effect(&history, d(day)).map(|v| v.unit_value.to_string());
+        assert_eq!(on("2020-01-31"), None);
+        assert_eq!(on("2020-02-01").as_deref(), Some("0.45"));
+        assert_eq!(on("2020-02-09").as_deref(), Some("0.45"));
+        assert_eq!(on("2020-02-10").as_deref(), Some("0.55"));
+        assert_eq!(on("2020-02-29").as_deref(), Some("0.55"));
+        assert_eq!(on("2020-03-01").as_deref(), Some("0.4"));
     }
 }

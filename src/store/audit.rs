@@ -47,6 +47,15 @@ impl From<Row> for AuditEvent {
 
 /// The latest event's sequence number and hash. Runs in every write.
 pub fn head(conn: &mut DbConn) -> Result<Option<(i64, String)>> {
+    if let Some(known) = super::group::audit_head() {
+        return Ok(known);
+    }
+    let found = read_head(conn)?;
+    super::group::set_audit_head(found.clone());
+    Ok(found)
+}
+
+fn read_head(conn: &mut DbConn) -> Result<Option<(i64, String)>> {
     let c = match conn {
         // One round trip; a bound LIMIT costs PostgreSQL nothing.
         DbConn::Postgres(c) => {
@@ -93,6 +102,7 @@ pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<AuditEvent> {
     on!(conn, |c| diesel::insert_into(t::table)
         .values(&row)
         .execute(c))?;
+    super::group::set_audit_head(Some((row.seq, row.hash.clone())));
     Ok(AuditEvent::from(row))
 }
 

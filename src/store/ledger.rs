@@ -877,6 +877,7 @@ pub fn append_movements(conn: &mut DbConn, ms: &mut [Movement]) -> Result<()> {
     for chunk in rows.chunks(500) {
         batch_insert!(conn, movements::table, chunk)?;
     }
+    super::group::set_last_movement(seq);
     Ok(())
 }
 
@@ -889,6 +890,9 @@ pub fn movement_stats(conn: &mut DbConn) -> Result<(i64, i64)> {
 /// The last movement's number (0 for none). `max()` rather than ORDER BY … LIMIT: SQLite
 /// re-prepares a statement whose LIMIT is a bound parameter on every run.
 fn last_seq(conn: &mut DbConn) -> Result<i64> {
+    if let Some(known) = super::group::last_movement() {
+        return Ok(known);
+    }
     let last: Option<i64> = on!(conn, |c| movements::table
         .select(diesel::dsl::max(movements::seq))
         .get_result(c))?;
@@ -1102,6 +1106,29 @@ struct ValueRow {
 /// per item (an `IN` list would be parsed afresh for every count).
 pub fn values_on(conn: &mut DbConn, items: &[Uuid], on: NaiveDate) -> Result<ValueBook> {
     let mut book = ValueBook::default();
+    if super::group::master(|_| ()).is_some() {
+        // On the writer: from each item's whole history, kept while master data is unchanged.
+        use crate::domain::catalog::value_in_effect;
+        for item in dedup(items) {
+            let known = super::group::master(|m| {
+                m.values.get(&item).map(|h| value_in_effect(h, on).cloned())
+            })
+            .flatten();
+            let found = match known {
+                Some(found) => found,
+                None => {
+                    let history = super::master::item_values(conn, item)?;
+                    let found = value_in_effect(&history, on).cloned();
+                    super::group::master(|m| super::group::keep(&mut m.values, item, history));
+                    found
+                }
+            };
+            if let Some(v) = found {
+                book.0.insert(item, v);
+            }
+        }
+        return Ok(book);
+    }
     let from = on.to_string();
     let rows: Vec<ValueRow> = match conn {
         DbConn::Postgres(c) => item_values::table

@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::schema::{donors, item_values, items, recipients, warehouses};
-use super::DbConn;
 use super::{enum_str, parse_enum, parse_json, parse_opt_ts, parse_ts, parse_uuid, to_json, ts};
+use super::{group, DbConn};
 use crate::domain::catalog::{Item, ItemValue};
 use crate::domain::decimal::UnitValue;
 use crate::domain::parties::{Donor, Recipient, Warehouse};
@@ -40,9 +40,11 @@ fn meta(
 
 /// Generates the insert/update/get functions every master table has; the tables differ
 /// only in their own columns and filters.
+/// `get` answers from the writer's cache when it can (`store::group`).
 macro_rules! master_table {
-    ($table:ident, $row:ident, $domain:ty, $insert:ident, $update:ident, $get:ident) => {
+    ($table:ident, $row:ident, $domain:ty, $insert:ident, $update:ident, $get:ident, $cached:ident) => {
         pub fn $insert(conn: &mut DbConn, record: &$domain) -> Result<()> {
+            group::master_changing();
             let row = $row::from(record);
             on!(conn, |c| diesel::insert_into($table::table)
                 .values(&row)
@@ -52,6 +54,7 @@ macro_rules! master_table {
 
         /// Writes a new version; the caller has checked the version it replaces.
         pub fn $update(conn: &mut DbConn, record: &$domain) -> Result<()> {
+            group::master_changing();
             let row = $row::from(record);
             on!(conn, |c| diesel::update(
                 $table::table.find(record.meta.id.to_string())
@@ -62,14 +65,21 @@ macro_rules! master_table {
         }
 
         pub fn $get(conn: &mut DbConn, id: Uuid) -> Result<Option<$domain>> {
-            let id = id.to_string();
-            on!(conn, |c| $table::table
-                .find(&id)
+            if let Some(Some(hit)) = group::master(|m| m.$cached.get(&id).cloned()) {
+                return Ok(Some(hit));
+            }
+            let key = id.to_string();
+            let found = on!(conn, |c| $table::table
+                .find(&key)
                 .select($row::as_select())
                 .get_result::<$row>(c)
                 .optional())?
             .map(<$domain>::try_from)
-            .transpose()
+            .transpose()?;
+            if let Some(record) = &found {
+                group::master(|m| group::keep(&mut m.$cached, id, record.clone()));
+            }
+            Ok(found)
         }
     };
 }
@@ -137,26 +147,49 @@ impl TryFrom<ItemRow> for Item {
     }
 }
 
-master_table!(items, ItemRow, Item, insert_item, update_item, get_item);
+master_table!(
+    items,
+    ItemRow,
+    Item,
+    insert_item,
+    update_item,
+    get_item,
+    items
+);
 
 /// The items with these ids that exist. One round trip on PostgreSQL (an `= ANY` list is
 /// one bind); on SQLite one cached point read each (an `IN` list is parsed afresh for
 /// every count).
 pub fn get_items(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, Item>> {
     let mut out = HashMap::new();
+    let missing: Vec<Uuid> = ids
+        .iter()
+        .copied()
+        .filter(|id| match group::master(|m| m.items.get(id).cloned()) {
+            Some(Some(hit)) => {
+                out.insert(*id, hit);
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(out);
+    }
     match conn {
         DbConn::Postgres(c) => {
             let rows: Vec<ItemRow> = items::table
-                .filter(items::id.eq_any(ids.iter().map(Uuid::to_string)))
+                .filter(items::id.eq_any(missing.iter().map(Uuid::to_string)))
                 .select(ItemRow::as_select())
                 .load(c)?;
             for r in rows {
                 let item = Item::try_from(r)?;
+                group::master(|m| group::keep(&mut m.items, item.meta.id, item.clone()));
                 out.insert(item.meta.id, item);
             }
         }
         DbConn::Sqlite(_) => {
-            for id in ids {
+            for id in &missing {
                 if !out.contains_key(id) {
                     if let Some(item) = get_item(conn, *id)? {
                         out.insert(*id, item);
@@ -244,6 +277,7 @@ impl TryFrom<ItemValueRow> for ItemValue {
 }
 
 pub fn insert_item_value(conn: &mut DbConn, v: &ItemValue) -> Result<()> {
+    group::master_changing();
     diesel::insert_into(item_values::table)
         .values(ItemValueRow {
             id: v.id.to_string(),
@@ -327,7 +361,8 @@ master_table!(
     Warehouse,
     insert_warehouse,
     update_warehouse,
-    get_warehouse
+    get_warehouse,
+    warehouses
 );
 
 /// `only` limits the list to a clerk's warehouses.
@@ -416,7 +451,8 @@ master_table!(
     Donor,
     insert_donor,
     update_donor,
-    get_donor
+    get_donor,
+    donors
 );
 
 #[derive(Debug, Default, Clone)]
@@ -518,7 +554,8 @@ master_table!(
     Recipient,
     insert_recipient,
     update_recipient,
-    get_recipient
+    get_recipient,
+    recipients
 );
 
 pub fn list_recipients(conn: &mut DbConn, f: &PartyFilter, page: &Page) -> Result<Vec<Recipient>> {

@@ -18,6 +18,7 @@ macro_rules! on {
 }
 
 pub mod audit;
+mod group;
 pub mod ledger;
 pub mod master;
 pub mod periods;
@@ -278,6 +279,7 @@ fn start_over(
 ) -> std::result::Result<i64, String> {
     rollback(conn).map_err(|e| format!("cannot roll back: {e}"))?;
     begin_with_retry(conn).map_err(|e| format!("cannot start a write: {e}"))?;
+    group::begin(conn).map_err(|e| format!("cannot start a write: {e}"))?;
     let mut count = changes(conn)?;
     let jobs = std::mem::take(group);
     let mut broken = None;
@@ -334,6 +336,10 @@ fn writer(
                 None => writer_connection(&url).map_err(|e| e.to_string())?,
             };
             begin_with_retry(&mut c).map_err(|e| format!("cannot start a write: {e}"))?;
+            if let Err(e) = group::begin(&mut c) {
+                let _ = rollback(&mut c);
+                return Err(format!("cannot start a write: {e}"));
+            }
             Ok::<_, String>(c)
         };
         let opened = match open_and_begin(idle.take()) {
@@ -368,6 +374,7 @@ fn writer(
                     }
                 }
                 Some(false) => {
+                    group::forget_heads();
                     let restarted = match left_clean(&mut conn, count) {
                         Ok(true) => Ok(count),
                         Ok(false) => start_over(&mut conn, &mut group, &mut failed),
@@ -417,6 +424,7 @@ fn writer(
             tracing::error!(error = %why, "group commit failed");
             let _ = rollback(&mut conn);
         }
+        group::end();
         if outcome.is_ok() {
             // Counted before anyone is answered, so a caller that has its answer sees it.
             shared.commits.fetch_add(1, SeqCst);

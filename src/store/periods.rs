@@ -99,13 +99,18 @@ pub fn get(conn: &mut DbConn, id: Uuid) -> Result<Option<Period>> {
 
 /// The latest closed period, whose end no movement may be dated before.
 pub fn latest(conn: &mut DbConn) -> Result<Option<Period>> {
-    on!(conn, |c| periods::table
+    if let Some(Some(known)) = super::group::master(|m| m.latest_period.clone()) {
+        return Ok(known);
+    }
+    let found = on!(conn, |c| periods::table
         .select(PeriodRow::as_select())
         .order(periods::closed_until.desc())
         .get_result::<PeriodRow>(c)
         .optional())?
     .map(Period::try_from)
-    .transpose()
+    .transpose()?;
+    super::group::master(|m| m.latest_period = Some(found.clone()));
+    Ok(found)
 }
 
 /// The latest closed period ending at or before `t`: where a position at `t` can start from.
@@ -125,6 +130,7 @@ pub fn insert(
     p: &Period,
     balances: &HashMap<(Uuid, Location), (Uuid, Amount)>,
 ) -> Result<()> {
+    super::group::master_changing();
     diesel::insert_into(periods::table)
         .values(PeriodRow::from(p))
         .execute(conn)?;
@@ -152,6 +158,7 @@ pub fn insert(
 }
 
 pub fn update(conn: &mut DbConn, p: &Period) -> Result<()> {
+    super::group::master_changing();
     diesel::update(periods::table.find(p.id.to_string()))
         .set(PeriodRow::from(p))
         .execute(conn)?;

@@ -255,6 +255,14 @@ diesel::joinable!(document_lines -> documents (document_id));
 diesel::joinable!(balances -> lots (lot_id));
 diesel::joinable!(movements -> lots (lot_id));
 
+diesel::table! {
+    /// Counts changes to master data (triggers on its tables); see `store::group`.
+    master_generation (id) {
+        id -> Integer,
+        n -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     warehouses,
     users,

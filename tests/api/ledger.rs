@@ -1066,3 +1066,58 @@ fn stock_as_of_a_past_time_comes_from_the_journal() {
     assert_eq!(on_hand(&app, &w.alcohol), "70");
     app.assert_ledger_ok();
 }
+
+/// The writer keeps the master records every write reads (src/store/group.rs). A change
+/// must reach the very next write, whether made through the API or in the database behind
+/// the service's back (another node, a DBA).
+#[test]
+fn writes_see_master_data_as_it_is_now() {
+    use diesel::connection::SimpleConnection;
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let spray = |app: &TestApp| {
+        app.post(
+            "/api/v1/receipts",
+            &app.clerk,
+            json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor,
+                   "lines": [{"item_id": w.spray, "quantity": "10"}]}),
+        )
+    };
+    let first = spray(&app).ok(201);
+    assert_eq!(first["movements"][0]["value"], "120", "{first}");
+
+    // A new value through the API: the next receipt is valued at it.
+    app.post(
+        &format!("/api/v1/items/{}/values", w.spray),
+        &app.admin,
+        json!({"effective_from": "2020-06-01", "unit_value": "15", "basis": "invoice"}),
+    )
+    .ok(201);
+    let second = spray(&app).ok(201);
+    assert_eq!(second["movements"][0]["value"], "150", "{second}");
+
+    // The donor archived through the API: refused, naming the field.
+    app.delete(&format!("/api/v1/donors/{}", w.donor), &app.admin)
+        .ok(200);
+    let refused = spray(&app);
+    refused.problem(422);
+    assert_eq!(refused.fields(), ["donor_id"]);
+
+    // The warehouse archived in the database, not through the service (the donor stays
+    // archived: both are named).
+    let mut conn = relief_ledger::store::connect(&app.db_url).unwrap();
+    conn.batch_execute(&format!(
+        "UPDATE warehouses SET archived_at = '2026-01-01T00:00:00.000000Z' WHERE id = '{}'",
+        app.warehouse_a
+    ))
+    .unwrap();
+    let refused = app.post(
+        "/api/v1/receipts",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor,
+               "lines": [{"item_id": w.alcohol, "quantity": "10"}]}),
+    );
+    refused.problem(422);
+    assert_eq!(refused.fields(), ["warehouse_id", "donor_id"]);
+    app.assert_ledger_ok();
+}
