@@ -47,8 +47,9 @@ pub struct NewEvent {
     pub entity_type: String,
     pub entity_id: String,
     pub request_id: Option<String>,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
+    /// Canonical JSON (`canonical::to_canonical`) of the entity before and after.
+    pub before: Option<String>,
+    pub after: Option<String>,
 }
 
 impl NewEvent {
@@ -65,8 +66,8 @@ impl NewEvent {
             entity_type: self.entity_type,
             entity_id: self.entity_id,
             request_id: self.request_id,
-            before: self.before.as_ref().map(canonical_json),
-            after: self.after.as_ref().map(canonical_json),
+            before: self.before,
+            after: self.after,
             prev_hash: prev_hash.to_string(),
             hash: String::new(),
         };
@@ -243,7 +244,9 @@ mod tests {
             entity_id: format!("d{n}"),
             request_id: Some("r".into()),
             before: None,
-            after: Some(json!({"name": "捐赠人", "n": n, "a": [1, {"z": 1, "b": 2}]})),
+            after: Some(canonical_json(
+                &json!({"name": "捐赠人", "n": n, "a": [1, {"z": 1, "b": 2}]}),
+            )),
         }
     }
 
@@ -363,6 +366,13 @@ mod properties {
     }
 
     proptest! {
+        /// Written straight from a value (as every write does) or through `Value`, the
+        /// canonical JSON is the same bytes.
+        #[test]
+        fn canonical_writer_agrees_with_canonical_json(v in json_value()) {
+            prop_assert_eq!(crate::domain::canonical::to_canonical(&v), canonical_json(&v));
+        }
+
         /// Canonical JSON is valid JSON for the same value, and stable when re-parsed.
         #[test]
         fn canonical_json_round_trips(v in json_value()) {
@@ -385,7 +395,7 @@ mod properties {
                 entity_id: "e".into(),
                 request_id: None,
                 before: None,
-                after: Some(v),
+                after: Some(canonical_json(&v)),
             }
             .seal(None);
             let mut changed = ev.clone();

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod canonical;
 pub mod catalog;
 pub mod codes;
 pub mod decimal;

@@ -108,7 +108,7 @@ impl Ctx {
         before: Option<&T>,
         after: Option<&T>,
     ) -> Result<AuditEvent> {
-        let json = |v: &T| serde_json::to_value(v).expect("domain values serialize");
+        let json = |v: &T| crate::domain::canonical::to_canonical(v);
         store::audit::append(
             conn,
             NewEvent {

@@ -82,6 +82,31 @@ pub(crate) fn ship(app: &TestApp, _w: &World, to: &str, lines: Value) -> Resp {
     )
 }
 
+/// A receipt of masks (a lot with an expiry) and spray, and 120 of the masks shipped to the
+/// factory and delivered; returns the receipt.
+pub(crate) fn masks_delivered(app: &TestApp, w: &World) -> Value {
+    let r = receive(
+        app,
+        w,
+        json!([{"item_id": w.mask, "quantity": "300", "lot_number": "KN2003C", "expiry_date": future(300)},
+               {"item_id": w.spray, "quantity": "40"}]),
+    );
+    let s = ship(
+        app,
+        w,
+        &w.factory,
+        json!([{"item_id": w.mask, "quantity": "120"}]),
+    )
+    .ok(201);
+    app.post(
+        &format!("/api/v1/shipments/{}/deliver", id(&s)),
+        &app.clerk,
+        json!({"signed_by": "孔经理"}),
+    )
+    .ok(200);
+    r
+}
+
 /// Quantity on hand of an item at warehouse A, from the stock report's totals.
 fn on_hand(app: &TestApp, item: &str) -> String {
     let s = app

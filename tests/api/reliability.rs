@@ -433,7 +433,7 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
         entity_id: format!("writer-{i}"),
         request_id: None,
         before: None,
-        after: Some(json!({"writer": i})),
+        after: Some(json!({"writer": i}).to_string()),
     };
     let queued = 24;
     let groups_before = db.groups_committed();
@@ -561,7 +561,7 @@ fn the_wal_stays_bounded_under_a_long_write_load() {
                             entity_id: format!("writer-{w}-{i}"),
                             request_id: None,
                             before: None,
-                            after: Some(json!({ "blob": blob })),
+                            after: Some(json!({ "blob": blob }).to_string()),
                         };
                         db.write(move |c| {
                             store::audit::append(c, event.clone())?;
