@@ -2,8 +2,10 @@
 //! does not read again what the writer already knows.
 //!
 //! * Within a group (one transaction, which holds the only write lock): the audit chain's
-//!   head and the last movement number, which the group's own writes move. Forgotten when
-//!   a write fails (its savepoint, or the group, is rolled back) and when the group ends
+//!   head and the last movement number, which the group's own writes move, and the stock
+//!   positions read (a shipment's allocation reads the positions its plan check would read
+//!   again); a position is forgotten as soon as a write changes it. All forgotten when a
+//!   write fails (its savepoint, or the group, is rolled back) and when the group ends
 //!   (another node or process may write before the next one).
 //! * Across groups: master records (items and their values, warehouses, donors,
 //!   recipients, the latest closed period). Kept while `master_generation.n` is what it
@@ -26,6 +28,7 @@ use super::periods::Period;
 use super::schema::master_generation;
 use super::DbConn;
 use crate::domain::catalog::{Item, ItemValue};
+use crate::domain::ledger::location::Location;
 use crate::domain::parties::{Donor, Recipient, Warehouse};
 use crate::error::Result;
 
@@ -64,6 +67,16 @@ struct State {
     master: Master,
     audit_head: Option<Option<(i64, String)>>,
     last_movement: Option<i64>,
+    /// Stock positions by (lot, place), in thousandths; `None`: known to be empty.
+    positions: HashMap<(Uuid, Location), Option<i64>>,
+}
+
+impl State {
+    fn forget_group(&mut self) {
+        self.audit_head = None;
+        self.last_movement = None;
+        self.positions.clear();
+    }
 }
 
 thread_local! {
@@ -82,8 +95,7 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
         }
         s.in_group = true;
         s.master_changed = false;
-        s.audit_head = None;
-        s.last_movement = None;
+        s.forget_group();
     });
     Ok(())
 }
@@ -92,17 +104,13 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
 pub(super) fn end() {
     STATE.with_borrow_mut(|s| {
         s.in_group = false;
-        s.audit_head = None;
-        s.last_movement = None;
+        s.forget_group();
     });
 }
 
 /// A write failed, or the group starts over: what the group wrote may be gone.
 pub(super) fn forget_heads() {
-    STATE.with_borrow_mut(|s| {
-        s.audit_head = None;
-        s.last_movement = None;
-    });
+    STATE.with_borrow_mut(State::forget_group);
 }
 
 /// Master data is being changed in this transaction (called by every store function that
@@ -145,5 +153,29 @@ pub(super) fn set_last_movement(seq: i64) {
         if s.in_group {
             s.last_movement = Some(seq);
         }
+    });
+}
+
+/// A stock position as this group last read it, if it has and nothing changed it since.
+pub(super) fn position(lot: Uuid, at: Location) -> Option<Option<i64>> {
+    STATE.with_borrow(|s| {
+        s.in_group
+            .then(|| s.positions.get(&(lot, at)).copied())
+            .flatten()
+    })
+}
+
+pub(super) fn keep_position(lot: Uuid, at: Location, quantity: Option<i64>) {
+    STATE.with_borrow_mut(|s| {
+        if s.in_group {
+            s.positions.insert((lot, at), quantity);
+        }
+    });
+}
+
+/// A write is about to change a position.
+pub(super) fn position_changing(lot: Uuid, at: Location) {
+    STATE.with_borrow_mut(|s| {
+        s.positions.remove(&(lot, at));
     });
 }

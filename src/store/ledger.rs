@@ -536,6 +536,7 @@ pub fn available_at(
             for row in rows {
                 let (lot, q) = row?;
                 let lot = Lot::try_from(lot)?;
+                super::group::keep_position(lot.id, Location::warehouse(warehouse), Some(q));
                 // Usable whoever the recipient is: the domain's rule, and no earmark at all.
                 let usable = unusable_reason(&lot, on, None).is_none() && lot.earmark.is_none();
                 picked.push(Available {
@@ -586,14 +587,21 @@ pub fn balances_of(
     let mut out = HashMap::new();
     // Point reads on the (lot, location) key, one cached statement for any number of keys.
     for (lot, loc) in dedup(keys) {
-        let (lot_id, place) = (lot.to_string(), loc.id.to_string());
-        let q: Option<i64> = on!(conn, |c| balances::table
-            .filter(balances::lot_id.eq(&lot_id))
-            .filter(balances::location_kind.eq(loc.kind.as_str()))
-            .filter(balances::location_id.eq(&place))
-            .select(balances::quantity_milli)
-            .get_result(c)
-            .optional())?;
+        let q = match super::group::position(lot, loc) {
+            Some(known) => known,
+            None => {
+                let (lot_id, place) = (lot.to_string(), loc.id.to_string());
+                let q: Option<i64> = on!(conn, |c| balances::table
+                    .filter(balances::lot_id.eq(&lot_id))
+                    .filter(balances::location_kind.eq(loc.kind.as_str()))
+                    .filter(balances::location_id.eq(&place))
+                    .select(balances::quantity_milli)
+                    .get_result(c)
+                    .optional())?;
+                super::group::keep_position(lot, loc, q);
+                q
+            }
+        };
         if let Some(q) = q {
             out.insert((lot, loc), Quantity::from_scaled(q));
         }
@@ -749,6 +757,7 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
     if !loc.holds_stock() {
         return Ok(());
     }
+    super::group::position_changing(m.lot_id, loc);
     let (lot, place) = (m.lot_id.to_string(), loc.id.to_string());
     if delta < 0 {
         let take = -delta;

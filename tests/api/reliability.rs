@@ -346,6 +346,41 @@ fn tampering_in_many_random_ways_is_always_detected() {
 /// A refused write is answered only once its group has committed: its refusal may rest on
 /// what the group wrote before it (a replay of an Idempotency-Key first used in the same
 /// group), which stands only if that COMMIT does. Here a refused write is queued behind one
+/// Holds the writer's turn inside a write the first time that write runs, until released,
+/// so that writes sent meanwhile queue behind it and join its group. A write may run again
+/// when its group starts over (see `store::Writer`); then it does not wait.
+struct Gate {
+    inside: std::sync::mpsc::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
+    waited: bool,
+}
+
+impl Gate {
+    /// The gate, where to hear that the write is inside, and how to release it.
+    fn new() -> (
+        Gate,
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (inside, inside_rx) = std::sync::mpsc::channel();
+        let (release_tx, release) = std::sync::mpsc::channel();
+        let gate = Gate {
+            inside,
+            release,
+            waited: false,
+        };
+        (gate, inside_rx, release_tx)
+    }
+
+    fn pass(&mut self) {
+        if !self.waited {
+            self.waited = true;
+            self.inside.send(()).unwrap();
+            self.release.recv().unwrap();
+        }
+    }
+}
+
 /// that holds the writer; when the refusal comes back, their group's COMMIT has happened.
 #[test]
 fn a_refused_write_is_answered_after_its_group_commits() {
@@ -356,12 +391,10 @@ fn a_refused_write_is_answered_after_its_group_commits() {
     let app = TestApp::spawn();
     let db = Db::open(&app.db_url, 4).unwrap();
     let groups_before = db.groups_committed();
-    let (inside_tx, inside_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (mut gate, inside_rx, release_tx) = Gate::new();
     std::thread::scope(|s| {
         let db_ = &db;
         let first = s.spawn(move || {
-            let mut waited = false;
             db_.write(move |c| {
                 store::audit::append(
                     c,
@@ -378,11 +411,7 @@ fn a_refused_write_is_answered_after_its_group_commits() {
                         after: None,
                     },
                 )?;
-                if !waited {
-                    waited = true;
-                    inside_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                }
+                gate.pass();
                 Ok(())
             })
         });
@@ -437,21 +466,15 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
     };
     let queued = 24;
     let groups_before = db.groups_committed();
-    let (inside_tx, inside_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (mut gate, inside_rx, release_tx) = Gate::new();
     let results: Vec<(usize, bool)> = std::thread::scope(|s| {
         let db_ = &db;
         let first = s.spawn(move || {
             // Holds the writer once, until the others are queued; a write may run again
             // when its group starts over (see `store::Writer`), and then it does not wait.
-            let mut waited = false;
             db_.write(move |c| {
                 store::audit::append(c, event("group.ok", 0))?;
-                if !waited {
-                    waited = true;
-                    inside_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                }
+                gate.pass();
                 Ok(())
             })
             .is_ok()
@@ -588,4 +611,64 @@ fn the_wal_stays_bounded_under_a_long_write_load() {
     );
     assert!(largest > 0, "the sampler saw the WAL");
     app.assert_chain_valid();
+}
+
+/// Within a group the writer keeps the stock positions it has read (`store::group`), and
+/// forgets one as soon as a write changes it. Two shipments of the same lot queued into one
+/// group: the second must see what the first left (10 of 40), and be refused as short by
+/// the plan check, not pass it on a stale 40 and fail at the stock guard.
+#[test]
+fn a_write_sees_the_stock_its_group_left() {
+    use relief_ledger::domain::access::Principal;
+    use relief_ledger::error::Error;
+    use relief_ledger::service::{ledger::documents::create_shipment, Ctx};
+    use relief_ledger::store::Db;
+
+    use crate::ledger::{receive, world};
+
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let r = receive(&app, &w, json!([{"item_id": w.spray, "quantity": "40"}]));
+    let lot = r["movements"][0]["lot_id"].as_str().unwrap().to_string();
+    let db = Db::open(&app.db_url, 4).unwrap();
+    let groups_before = db.groups_committed();
+    let shipment = |quantity: &str| {
+        serde_json::from_value(json!({
+            "warehouse_id": app.warehouse_a, "recipient_id": w.factory, "dispatch": true,
+            "lines": [{"item_id": w.spray, "lot_id": lot, "quantity": quantity}]
+        }))
+        .unwrap()
+    };
+    let (mut gate, inside_rx, release_tx) = Gate::new();
+    let (first, second) = std::thread::scope(|s| {
+        let db_ = &db;
+        let holder = s.spawn(move || {
+            db_.write(move |_| {
+                gate.pass();
+                Ok(())
+            })
+        });
+        inside_rx.recv().unwrap();
+        let ctx = Ctx::new(Principal::operator(), None);
+        let (c1, c2) = (ctx.clone(), ctx);
+        let (s1, s2) = (shipment("30"), shipment("20"));
+        let first = s.spawn(move || create_shipment(db_, &c1, s1));
+        while db.queued_writers() < 1 {
+            std::thread::yield_now();
+        }
+        let second = s.spawn(move || create_shipment(db_, &c2, s2));
+        while db.queued_writers() < 2 {
+            std::thread::yield_now();
+        }
+        release_tx.send(()).unwrap();
+        holder.join().unwrap().unwrap();
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    assert_eq!(db.groups_committed() - groups_before, 1, "one group");
+    assert!(first.is_ok(), "{first:?}");
+    assert!(
+        matches!(second, Err(Error::InsufficientStock { .. })),
+        "{second:?}"
+    );
+    app.assert_ledger_ok();
 }
