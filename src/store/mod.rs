@@ -24,6 +24,7 @@ pub mod master;
 pub mod periods;
 pub mod schema;
 pub mod users;
+mod wal_buffer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -577,12 +578,37 @@ impl Db {
 /// the pages it changes in memory, not in a temporary file opened, written and deleted for
 /// every write (seen as half of the writer's system calls, docs/performance.md).
 fn writer_connection(url: &str) -> Result<DbConn> {
-    let mut conn =
-        connect(url).map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
+    let through_buffer = match Backend::of_url(url) {
+        Backend::Sqlite if wal_buffer::install() => {
+            Some(with_vfs(sqlite_path(url), wal_buffer::NAME))
+        }
+        _ => None,
+    };
+    let mut conn = connect(through_buffer.as_deref().unwrap_or(url))
+        .map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
     if let DbConn::Sqlite(c) = &mut conn {
         c.batch_execute("PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;")?;
     }
     Ok(conn)
+}
+
+/// A SQLite file name as a URI that opens it through the named VFS (see
+/// `wal_buffer`). A name that is already a URI keeps its parameters.
+fn with_vfs(path: &str, vfs: &str) -> String {
+    if let Some(rest) = path.strip_prefix("file:") {
+        let sep = if rest.contains('?') { '&' } else { '?' };
+        return format!("file:{rest}{sep}vfs={vfs}");
+    }
+    let mut uri = String::from("file:");
+    for c in path.chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    format!("{uri}?vfs={vfs}")
 }
 
 /// The WAL's length, in frames (pages), at which the writer finishes a checkpoint after its
@@ -848,5 +874,23 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(super::redact("relief-ledger.db"), "relief-ledger.db");
+    }
+
+    #[test]
+    fn names_the_vfs_in_a_uri() {
+        use super::with_vfs;
+        assert_eq!(
+            with_vfs("/var/lib/relief.db", "v"),
+            "file:/var/lib/relief.db?vfs=v"
+        );
+        assert_eq!(
+            with_vfs("data/a?b#c%d.db", "v"),
+            "file:data/a%3fb%23c%25d.db?vfs=v"
+        );
+        assert_eq!(
+            with_vfs("file:x.db?mode=rwc", "v"),
+            "file:x.db?mode=rwc&vfs=v"
+        );
+        assert_eq!(with_vfs("file:x.db", "v"), "file:x.db?vfs=v");
     }
 }

@@ -595,10 +595,14 @@ fn the_wal_stays_bounded_under_a_long_write_load() {
                 })
             })
             .collect();
-        for h in hs {
-            h.join().unwrap();
-        }
+        // The sampler stops whatever the writers did; a writer's panic is raised after.
+        let joined: Vec<_> = hs.into_iter().map(|h| h.join()).collect();
         done.store(true, Ordering::SeqCst);
+        for j in joined {
+            if let Err(panic) = j {
+                std::panic::resume_unwind(panic);
+            }
+        }
     });
     let written = (writers * each) as u64 * blob.len() as u64;
     let largest = largest.load(Ordering::SeqCst);
