@@ -588,6 +588,19 @@ fn writer_connection(url: &str) -> Result<DbConn> {
         .map_err(|e| Error::Internal(format!("cannot open {}: {e}", redact(url))))?;
     if let DbConn::Sqlite(c) = &mut conn {
         c.batch_execute("PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;")?;
+        // `wal_buffer` counts on every commit syncing the WAL before it is published.
+        #[derive(QueryableByName)]
+        struct Synchronous {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            synchronous: i32,
+        }
+        let level = diesel::sql_query("PRAGMA synchronous").get_result::<Synchronous>(c)?;
+        if level.synchronous < 2 {
+            return Err(Error::Internal(format!(
+                "the writer's connection runs synchronous={}, not FULL",
+                level.synchronous
+            )));
+        }
     }
     Ok(conn)
 }

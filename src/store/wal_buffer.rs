@@ -19,13 +19,22 @@
 //! * before a read, size, truncation or file control on that WAL, and before a write that
 //!   does not continue the gathered bytes (a write inside them, SQLite rewriting a frame of
 //!   the same transaction, changes them in memory);
+//! * when the connection gives up the WAL's write lock (the end of a write transaction,
+//!   seen as the unlock of `WAL_WRITE_LOCK` on the database file): bytes still gathered
+//!   then belong to a transaction that rolled back, and go to the file while the lock is
+//!   still held, as SQLite itself would have written them, never later over frames that
+//!   another writer has committed meanwhile;
 //! * when the file closes, and when 8 MiB are gathered.
+//!
+//! A failed write of gathered bytes (which SQLite was told were written) fails every later
+//! operation on that WAL until it is closed, so no commit can follow it on that connection.
 //!
 //! Everything else goes straight to SQLite's VFS. The bytes in the WAL, their order and the
 //! syncs are SQLite's own; only the number of calls that carry them changes.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
 
 use libsqlite3_sys as ffi;
 
@@ -76,6 +85,8 @@ struct File {
     inner: *mut ffi::sqlite3_file,
     /// A WAL file's gathered writes; null for any other file.
     wal: *mut Gathered,
+    /// A main database file's open WAL, or a WAL's database file (null if none).
+    linked: *mut File,
 }
 
 /// Where SQLite's own file starts, after ours (aligned as SQLite aligns files).
@@ -86,7 +97,17 @@ struct Gathered {
     /// The file offset of `bytes[0]`.
     start: i64,
     bytes: Vec<u8>,
+    /// Set when gathered bytes could not be written: the error every later call returns.
+    failed: c_int,
 }
+
+/// Open main database files by the name SQLite opened them with (its pointer: each
+/// connection has its own), so that a WAL, which SQLite opens by a name in the same block
+/// (`sqlite3_filename_database`), finds its database file.
+static MAIN_FILES: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+/// SQLite's lock on the WAL for writing: the first of the shared-memory locks.
+const WAL_WRITE_LOCK: c_int = 0;
 
 unsafe fn file<'a>(f: *mut ffi::sqlite3_file) -> &'a mut File {
     &mut *(f as *mut File)
@@ -101,6 +122,9 @@ unsafe fn flush(f: &mut File) -> c_int {
     let Some(w) = f.wal.as_mut() else {
         return ffi::SQLITE_OK;
     };
+    if w.failed != ffi::SQLITE_OK {
+        return w.failed;
+    }
     if w.bytes.is_empty() {
         return ffi::SQLITE_OK;
     }
@@ -123,7 +147,18 @@ unsafe fn flush(f: &mut File) -> c_int {
     if w.bytes.capacity() > LIMIT {
         w.bytes.shrink_to(LIMIT);
     }
+    if rc != ffi::SQLITE_OK {
+        // An I/O error rather than SQLITE_FULL, whatever the cause: SQLite then rolls back
+        // the whole transaction, not only the statement.
+        w.failed = ffi::SQLITE_IOERR_WRITE;
+        return w.failed;
+    }
     rc
+}
+
+/// The sticky error of a WAL whose gathered bytes could not be written.
+unsafe fn failed(f: &File) -> c_int {
+    f.wal.as_ref().map_or(ffi::SQLITE_OK, |w| w.failed)
 }
 
 unsafe extern "C" fn x_open(
@@ -139,14 +174,26 @@ unsafe extern "C" fn x_open(
     (*f).base.pMethods = std::ptr::null();
     (*f).inner = inner;
     (*f).wal = std::ptr::null_mut();
+    (*f).linked = std::ptr::null_mut();
     let open = (*base).xOpen.expect("SQLite's VFS opens files");
     let rc = open(base, name, inner, flags, out_flags);
     // SQLite closes a file whose methods are set even when opening it failed.
     if (*inner).pMethods.is_null() {
         return rc;
     }
+    if rc == ffi::SQLITE_OK && flags & ffi::SQLITE_OPEN_MAIN_DB != 0 && !name.is_null() {
+        let mut files = MAIN_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        files.push((name as usize, f as usize));
+    }
     if rc == ffi::SQLITE_OK && flags & ffi::SQLITE_OPEN_WAL != 0 {
         (*f).wal = Box::into_raw(Box::default());
+        let db = ffi::sqlite3_filename_database(name) as usize;
+        let files = MAIN_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&(_, main)) = files.iter().find(|(n, _)| *n == db) {
+            let main = main as *mut File;
+            (*main).linked = f;
+            (*f).linked = main;
+        }
     }
     (*f).base.pMethods = &METHODS;
     rc
@@ -159,6 +206,15 @@ unsafe extern "C" fn x_close(f: *mut ffi::sqlite3_file) -> c_int {
         drop(Box::from_raw(f.wal));
         f.wal = std::ptr::null_mut();
     }
+    if let Some(other) = f.linked.as_mut() {
+        other.linked = std::ptr::null_mut();
+        f.linked = std::ptr::null_mut();
+    }
+    let me = f as *mut File as usize;
+    MAIN_FILES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(_, main)| *main != me);
     let rc = (methods(f).xClose.expect("SQLite's files close"))(f.inner);
     if flushed != ffi::SQLITE_OK {
         flushed
@@ -174,6 +230,9 @@ unsafe extern "C" fn x_read(
     off: i64,
 ) -> c_int {
     let f = file(f);
+    if failed(f) != ffi::SQLITE_OK {
+        return failed(f);
+    }
     if let Some(w) = f.wal.as_ref() {
         let end = w.start + w.bytes.len() as i64;
         if !w.bytes.is_empty() && off < end && off + amt as i64 > w.start {
@@ -196,6 +255,9 @@ unsafe extern "C" fn x_write(
     let Some(w) = f.wal.as_mut() else {
         return (methods(f).xWrite.expect("SQLite's files write"))(f.inner, buf, amt, off);
     };
+    if w.failed != ffi::SQLITE_OK {
+        return w.failed;
+    }
     let data = std::slice::from_raw_parts(buf as *const u8, amt as usize);
     let end = w.start + w.bytes.len() as i64;
     if !w.bytes.is_empty() {
@@ -314,6 +376,22 @@ unsafe extern "C" fn x_shm_lock(
     flags: c_int,
 ) -> c_int {
     let f = file(f);
+    // The end of a write transaction: what a rollback left gathered goes to the file while
+    // the lock is still held.
+    let mut flushed = ffi::SQLITE_OK;
+    if offset == WAL_WRITE_LOCK && flags == ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE {
+        if let Some(wal) = f.linked.as_mut() {
+            flushed = flush(wal);
+        }
+    }
+    if flushed != ffi::SQLITE_OK {
+        // The lock is still given up (SQLite does not retry an unlock); the WAL refuses
+        // everything from now on.
+        if let Some(m) = methods(f).xShmLock {
+            m(f.inner, offset, n, flags);
+        }
+        return flushed;
+    }
     match methods(f).xShmLock {
         Some(m) => m(f.inner, offset, n, flags),
         None => ffi::SQLITE_IOERR,
@@ -380,3 +458,82 @@ static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
     xFetch: Some(x_fetch),
     xUnfetch: Some(x_unfetch),
 };
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Text};
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    #[derive(QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = Text)]
+        integrity_check: String,
+    }
+
+    fn count(c: &mut SqliteConnection) -> i64 {
+        diesel::sql_query("SELECT count(*) AS n FROM t")
+            .get_result::<Count>(c)
+            .unwrap()
+            .n
+    }
+
+    /// A transaction through this VFS spills frames to the WAL (a tiny page cache) and rolls
+    /// back; another connection, through SQLite's own VFS, then commits frames at the same
+    /// offsets; the first reads and commits again. What the rollback left gathered must
+    /// have gone to the file before the other writer's frames, not after over them.
+    #[test]
+    fn a_rollback_leaves_nothing_to_overwrite_another_writers_frames() {
+        assert!(super::install());
+        let dir = std::env::temp_dir().join(format!("wal-buffer-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db").to_str().unwrap().to_string();
+        let pragmas = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;";
+        let mut other = SqliteConnection::establish(&path).unwrap();
+        other
+            .batch_execute(&format!(
+                "{pragmas} CREATE TABLE t (x INTEGER PRIMARY KEY, pad TEXT NOT NULL);"
+            ))
+            .unwrap();
+        let mut ours =
+            SqliteConnection::establish(&super::super::with_vfs(&path, super::NAME)).unwrap();
+        ours.batch_execute(&format!("{pragmas} PRAGMA cache_size = 10;"))
+            .unwrap();
+
+        ours.batch_execute(
+            "BEGIN IMMEDIATE;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO t SELECT i, printf('%.500c', 'x') FROM n;
+             ROLLBACK;",
+        )
+        .unwrap();
+        other
+            .batch_execute(
+                "BEGIN IMMEDIATE;
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
+                 INSERT INTO t SELECT 100000 + i, printf('%.500c', 'y') FROM n;
+                 COMMIT;",
+            )
+            .unwrap();
+        assert_eq!(count(&mut ours), 100);
+        ours.batch_execute("INSERT INTO t VALUES (1, 'ours');")
+            .unwrap();
+        drop(ours);
+        drop(other);
+
+        let mut fresh = SqliteConnection::establish(&path).unwrap();
+        let check: Check = diesel::sql_query("PRAGMA integrity_check")
+            .get_result(&mut fresh)
+            .unwrap();
+        assert_eq!(check.integrity_check, "ok");
+        assert_eq!(count(&mut fresh), 101);
+        drop(fresh);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
