@@ -108,8 +108,9 @@ pub(super) fn end() {
     });
 }
 
-/// A write failed, or the group starts over: what the group wrote may be gone.
-pub(super) fn forget_heads() {
+/// A write failed: what it wrote is rolled back, and with it what the group wrote if the
+/// group starts over.
+pub(super) fn write_failed() {
     STATE.with_borrow_mut(State::forget_group);
 }
 
@@ -123,6 +124,12 @@ pub(super) fn master_changing() {
         s.master = Master::default();
         s.generation = None;
     });
+}
+
+/// Whether master records may be taken from the cache here and now (on the writer, in a
+/// group that has not changed master data).
+pub(super) fn caching() -> bool {
+    STATE.with_borrow(|s| s.in_group && !s.master_changed)
 }
 
 /// Runs `f` on the cached master records, if the cache may be used here and now.

@@ -1115,7 +1115,7 @@ struct ValueRow {
 /// per item (an `IN` list would be parsed afresh for every count).
 pub fn values_on(conn: &mut DbConn, items: &[Uuid], on: NaiveDate) -> Result<ValueBook> {
     let mut book = ValueBook::default();
-    if super::group::master(|_| ()).is_some() {
+    if super::group::caching() {
         // On the writer: from each item's whole history, kept while master data is unchanged.
         use crate::domain::catalog::value_in_effect;
         for item in dedup(items) {

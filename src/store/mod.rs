@@ -375,7 +375,7 @@ fn writer(
                     }
                 }
                 Some(false) => {
-                    group::forget_heads();
+                    group::write_failed();
                     let restarted = match left_clean(&mut conn, count) {
                         Ok(true) => Ok(count),
                         Ok(false) => start_over(&mut conn, &mut group, &mut failed),
