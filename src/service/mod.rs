@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::domain::access::Principal;
 use crate::domain::audit::{AuditEvent, NewEvent};
+use crate::domain::canonical::to_canonical;
 use crate::error::{Error, Result};
 use crate::store::{self, DbConn};
 
@@ -108,7 +109,6 @@ impl Ctx {
         before: Option<&T>,
         after: Option<&T>,
     ) -> Result<AuditEvent> {
-        let json = |v: &T| crate::domain::canonical::to_canonical(v);
         store::audit::append(
             conn,
             NewEvent {
@@ -120,8 +120,8 @@ impl Ctx {
                 entity_type: entity_type.to_string(),
                 entity_id: entity_id.to_string(),
                 request_id: self.request_id.clone(),
-                before: before.map(json),
-                after: after.map(json),
+                before: before.map(to_canonical),
+                after: after.map(to_canonical),
             },
         )
     }

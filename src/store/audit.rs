@@ -45,7 +45,8 @@ impl From<Row> for AuditEvent {
     }
 }
 
-/// The latest event's sequence number and hash. Runs in every write.
+/// The latest event's sequence number and hash. The writer reads it once per group and
+/// keeps it after that (`store::group`).
 pub fn head(conn: &mut DbConn) -> Result<Option<(i64, String)>> {
     if let Some(known) = super::group::audit_head() {
         return Ok(known);

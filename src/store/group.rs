@@ -72,6 +72,11 @@ struct State {
 }
 
 impl State {
+    /// Whether master records may be taken from the cache here and now.
+    fn caching(&self) -> bool {
+        self.in_group && !self.master_changed
+    }
+
     fn forget_group(&mut self) {
         self.audit_head = None;
         self.last_movement = None;
@@ -126,15 +131,9 @@ pub(super) fn master_changing() {
     });
 }
 
-/// Whether master records may be taken from the cache here and now (on the writer, in a
-/// group that has not changed master data).
-pub(super) fn caching() -> bool {
-    STATE.with_borrow(|s| s.in_group && !s.master_changed)
-}
-
 /// Runs `f` on the cached master records, if the cache may be used here and now.
 pub(super) fn master<R>(f: impl FnOnce(&mut Master) -> R) -> Option<R> {
-    STATE.with_borrow_mut(|s| (s.in_group && !s.master_changed).then(|| f(&mut s.master)))
+    STATE.with_borrow_mut(|s| s.caching().then(|| f(&mut s.master)))
 }
 
 /// The audit head as this group last left it, if known.

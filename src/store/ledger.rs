@@ -6,11 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::schema::{
-    balances, document_lines, documents, idempotency_keys, item_values, lots, movements,
-};
+use super::schema::{balances, document_lines, documents, idempotency_keys, lots, movements};
 use super::{enum_str, parse_enum, parse_json, parse_ts, parse_uuid, to_json, ts, DbConn};
-use crate::domain::catalog::ItemValue;
 use crate::domain::decimal::{Money, Quantity, UnitValue};
 use crate::domain::ledger::document::{DocType, Document, Line};
 use crate::domain::ledger::location::{Location, LocationKind};
@@ -1095,94 +1092,26 @@ pub fn all_balances(conn: &mut DbConn) -> Result<Vec<(Uuid, Uuid, Location, Quan
 
 // ---------------------------------------------------------------- values
 
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = item_values)]
-struct ValueRow {
-    id: String,
-    item_id: String,
-    effective_from: String,
-    unit_value_e4: i64,
-    currency: String,
-    basis: String,
-    evidence: Option<String>,
-    set_by: String,
-    recorded_at: String,
-}
-
-/// The value in effect on `on` for each item: the latest entry dated on or before it.
-/// PostgreSQL answers for all the items in one round trip (`DISTINCT ON`, an `= ANY` list
-/// that is one bind); SQLite, with no round trips to save, takes one cached point query
-/// per item (an `IN` list would be parsed afresh for every count).
+/// The value in effect on `on` for each item, by the domain's rule
+/// (`catalog::value_in_effect`) over the item's history. The writer keeps the histories
+/// while master data is unchanged (`store::group`); anything it lacks is read at once
+/// (`master::value_histories`).
 pub fn values_on(conn: &mut DbConn, items: &[Uuid], on: NaiveDate) -> Result<ValueBook> {
+    use crate::domain::catalog::value_in_effect;
     let mut book = ValueBook::default();
-    if super::group::caching() {
-        // On the writer: from each item's whole history, kept while master data is unchanged.
-        use crate::domain::catalog::value_in_effect;
-        for item in dedup(items) {
-            let known = super::group::master(|m| {
-                m.values.get(&item).map(|h| value_in_effect(h, on).cloned())
-            })
-            .flatten();
-            let found = match known {
-                Some(found) => found,
-                None => {
-                    let history = super::master::item_values(conn, item)?;
-                    let found = value_in_effect(&history, on).cloned();
-                    super::group::master(|m| super::group::keep(&mut m.values, item, history));
-                    found
-                }
-            };
-            if let Some(v) = found {
-                book.0.insert(item, v);
-            }
+    let mut missing = vec![];
+    for item in dedup(items) {
+        let kept =
+            super::group::master(|m| m.values.get(&item).map(|h| value_in_effect(h, on).cloned()));
+        match kept.flatten() {
+            Some(found) => book.0.extend(found.map(|v| (item, v))),
+            None => missing.push(item),
         }
-        return Ok(book);
     }
-    let from = on.to_string();
-    let rows: Vec<ValueRow> = match conn {
-        DbConn::Postgres(c) => item_values::table
-            .filter(item_values::item_id.eq_any(dedup(items).iter().map(Uuid::to_string)))
-            .filter(item_values::effective_from.le(&from))
-            .select(ValueRow::as_select())
-            .distinct_on(item_values::item_id)
-            .order((
-                item_values::item_id,
-                item_values::effective_from.desc(),
-                item_values::recorded_at.desc(),
-            ))
-            .load(c)?,
-        DbConn::Sqlite(c) => {
-            let mut rows = vec![];
-            for item in dedup(items) {
-                // The latest entry in effect on the date, by the (item, effective_from) index.
-                let found = item_values::table
-                    .filter(item_values::item_id.eq(item.to_string()))
-                    .filter(item_values::effective_from.le(&from))
-                    .select(ValueRow::as_select())
-                    .order((
-                        item_values::effective_from.desc(),
-                        item_values::recorded_at.desc(),
-                    ))
-                    .get_result::<ValueRow>(c)
-                    .optional()?;
-                rows.extend(found);
-            }
-            rows
-        }
-    };
-    for r in rows {
-        let v = ItemValue {
-            id: parse_uuid(&r.id)?,
-            item_id: parse_uuid(&r.item_id)?,
-            effective_from: parse_date(&r.effective_from)?,
-            unit_value: UnitValue::from_scaled(r.unit_value_e4),
-            currency: r.currency,
-            basis: parse_enum(&r.basis)?,
-            evidence: r.evidence,
-            set_by: parse_uuid(&r.set_by)?,
-            recorded_at: parse_ts(&r.recorded_at)?,
-        };
-        book.0.insert(v.item_id, v);
+    for (item, history) in super::master::value_histories(conn, &missing)? {
+        book.0
+            .extend(value_in_effect(&history, on).map(|v| (item, v.clone())));
+        super::group::master(|m| super::group::keep(&mut m.values, item, history));
     }
     Ok(book)
 }

@@ -296,15 +296,46 @@ pub fn insert_item_value(conn: &mut DbConn, v: &ItemValue) -> Result<()> {
 
 /// An item's value history, newest effective date first (and, within a date, newest entry).
 pub fn item_values(conn: &mut DbConn, item: Uuid) -> Result<Vec<ItemValue>> {
-    let rows: Vec<ItemValueRow> = item_values::table
-        .filter(item_values::item_id.eq(item.to_string()))
-        .select(ItemValueRow::as_select())
-        .order((
-            item_values::effective_from.desc(),
-            item_values::recorded_at.desc(),
-        ))
-        .load(conn)?;
-    rows.into_iter().map(ItemValue::try_from).collect()
+    Ok(value_histories(conn, &[item])?
+        .remove(&item)
+        .unwrap_or_default())
+}
+
+/// The value histories of some items, each newest first (an item without values has an
+/// empty one). One round trip on PostgreSQL (an `= ANY` list is one bind); on SQLite one
+/// cached read per item (an `IN` list is parsed afresh for every count).
+pub fn value_histories(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<ItemValue>>> {
+    let order = (
+        item_values::item_id,
+        item_values::effective_from.desc(),
+        item_values::recorded_at.desc(),
+    );
+    let rows: Vec<ItemValueRow> = match conn {
+        DbConn::Postgres(c) => item_values::table
+            .filter(item_values::item_id.eq_any(ids.iter().map(Uuid::to_string)))
+            .select(ItemValueRow::as_select())
+            .order(order)
+            .load(c)?,
+        DbConn::Sqlite(c) => {
+            let mut rows = vec![];
+            for id in ids {
+                rows.extend(
+                    item_values::table
+                        .filter(item_values::item_id.eq(id.to_string()))
+                        .select(ItemValueRow::as_select())
+                        .order(order)
+                        .load::<ItemValueRow>(c)?,
+                );
+            }
+            rows
+        }
+    };
+    let mut out: HashMap<Uuid, Vec<ItemValue>> = ids.iter().map(|id| (*id, vec![])).collect();
+    for r in rows {
+        let v = ItemValue::try_from(r)?;
+        out.entry(v.item_id).or_default().push(v);
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- warehouses
