@@ -701,6 +701,16 @@ fn shipments_move_through_their_states() {
     app.assert_ledger_ok();
 }
 
+/// Receives one lot of ten masks expiring `days` from today (in the past if negative).
+fn receive_lot(app: &TestApp, w: &World, number: &str, days: i64) -> String {
+    let r = receive(
+        app,
+        w,
+        json!([{"item_id": w.mask, "quantity": "10", "lot_number": number, "expiry_date": future(days)}]),
+    );
+    r["lines"][0]["lot_id"].as_str().unwrap().to_string()
+}
+
 /// Allocation reads stock in FEFO order straight from the store's index (migration 000007)
 /// and stops once it has enough: what it takes must still be earliest expiry first, the
 /// older of two with the same expiry first.
@@ -708,17 +718,9 @@ fn shipments_move_through_their_states() {
 fn shipments_take_the_earliest_expiry_first() {
     let app = TestApp::spawn();
     let w = world(&app);
-    let receive_lot = |number: &str, days: i64| -> String {
-        let r = receive(
-            &app,
-            &w,
-            json!([{"item_id": w.mask, "quantity": "10", "lot_number": number, "expiry_date": future(days)}]),
-        );
-        r["lines"][0]["lot_id"].as_str().unwrap().to_string()
-    };
-    let late = receive_lot("L-60", 60);
-    let soon = receive_lot("S-30", 30);
-    let soon_too = receive_lot("T-30", 30);
+    let late = receive_lot(&app, &w, "L-60", 60);
+    let soon = receive_lot(&app, &w, "S-30", 30);
+    let soon_too = receive_lot(&app, &w, "T-30", 30);
     let s = ship(
         &app,
         &w,
@@ -743,6 +745,46 @@ fn shipments_take_the_earliest_expiry_first() {
         [(soon_too, "5".into()), (late, "5".into())]
     );
     assert_eq!(on_hand(&app, &w.mask), "5");
+    app.assert_ledger_ok();
+}
+
+/// A warehouse may hold dozens of lots of an item; allocation reads them a few at a time
+/// (on PostgreSQL, pages of eight) until what it can use covers the shipment. Here seven
+/// expired lots come first in FEFO order, so the usable ones it takes lie on both sides of
+/// the first page's end; and a shipment it cannot cover must count every usable lot.
+#[test]
+fn allocation_reads_on_past_lots_it_cannot_use() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    for k in 0..7 {
+        receive_lot(&app, &w, &format!("EXPIRED-{k}"), -20 + k);
+    }
+    let usable: Vec<String> = (0..4)
+        .map(|k| receive_lot(&app, &w, &format!("GOOD-{k}"), 30 + k))
+        .collect();
+    let s = ship(
+        &app,
+        &w,
+        &w.community,
+        json!([{"item_id": w.mask, "quantity": "25"}]),
+    )
+    .ok(201);
+    assert_eq!(
+        lots_moved(&s, &w.mask),
+        [
+            (usable[0].clone(), "10".into()),
+            (usable[1].clone(), "10".into()),
+            (usable[2].clone(), "5".into())
+        ]
+    );
+    let p = ship(
+        &app,
+        &w,
+        &w.community,
+        json!([{"item_id": w.mask, "quantity": "16"}]),
+    )
+    .problem(409);
+    assert_eq!(p["available"], "15", "{p}");
     app.assert_ledger_ok();
 }
 
