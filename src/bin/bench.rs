@@ -37,8 +37,8 @@ struct Args {
     seconds: u64,
     /// Rounds of write load. On SQLite each round is compared with raw commit windows taken
     /// just before and just after it, and the table quotes the median round.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
@@ -671,7 +671,6 @@ fn main() {
     let _ = child.kill();
     let _ = child.wait();
     // The baselines again, with the machine as it is after the load.
-    raw_windows.extend(around.iter().flatten().copied());
     if let Some(r) = raw_commits.as_mut() {
         raw_windows.extend(r.windows(5));
     }
@@ -695,6 +694,10 @@ fn main() {
     results.insert("hand_sql_p50_ms".into(), json!(baseline_sql));
     results.insert("raw_sqlite_commits_per_s".into(), json!(raw));
     results.insert("raw_sqlite_commit_windows_per_s".into(), json!(raw_windows));
+    results.insert(
+        "raw_sqlite_commit_windows_around_rounds_per_s".into(),
+        json!(around),
+    );
     results.insert("pgbench_tps".into(), json!(pgbench));
     results.insert("pgbench_runs_tps".into(), json!(pgbench_runs));
     results.insert("peak_rss_mb".into(), json!(rss));
@@ -769,7 +772,7 @@ fn write_round(
     admin: &str,
     world: &World,
     args: &Args,
-    round: usize,
+    round: u64,
 ) -> Round {
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
@@ -777,7 +780,7 @@ fn write_round(
         let hs: Vec<_> = (0..args.clients)
             .map(|c| {
                 s.spawn(move || {
-                    let mut rng = Lcg(c as u64 + 7 + 1000 * (round as u64 - 1));
+                    let mut rng = Lcg(c as u64 + 7 + 1_000_000 * (round - 1));
                     let mut out = vec![];
                     while Instant::now() < until {
                         let wh = world.warehouses[rng.below(5) as usize];

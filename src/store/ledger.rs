@@ -569,13 +569,16 @@ pub fn available_at(
             // shipment usually needs one or two lots of the dozens a warehouse may hold, and
             // reading them all was a fifth of the backend's time (docs/performance.md).
             DbConn::Postgres(c) => {
-                let mut after = String::new();
+                let (mut after, mut size) = (String::new(), FEFO_PAGE);
                 loop {
                     let page: Vec<(LotRow, i64, String)> = in_stock!()
                         .filter(balances::fefo.gt(&after))
-                        .limit(FEFO_PAGE)
+                        .limit(size)
                         .load(c)?;
-                    let full = page.len() as i64 == FEFO_PAGE;
+                    let full = page.len() as i64 == size;
+                    // Past the first page the stock is unusual (expired, held, earmarked or
+                    // short): read on in bigger pages, so a refusal costs few round trips.
+                    size = FEFO_PAGE * 8;
                     let mut covered = false;
                     for (lot, q, fefo) in page {
                         after = fefo;
@@ -608,7 +611,7 @@ pub fn available_at(
     Ok(picked)
 }
 
-/// Lots a shipment's stock read takes from PostgreSQL at a time (see `available_at`).
+/// Lots a shipment's stock read takes from PostgreSQL in its first page (see `available_at`).
 const FEFO_PAGE: i64 = 8;
 
 fn dedup<T: Clone + PartialEq>(v: &[T]) -> Vec<T> {

@@ -441,11 +441,12 @@ fn a_refused_write_is_answered_after_its_group_commits() {
 
 /// Group commit: writers queued behind a running one share its transaction (each in its own
 /// savepoint on PostgreSQL; on SQLite a write that fails after writing makes the group start
-/// over without it). Here 24 writers are queued behind a first one that holds the writer's turn, so all 25
-/// form one group (one COMMIT); every other one fails: half of those after writing their
-/// audit event, half on a statement that fails (which on PostgreSQL aborts the transaction
-/// but for the write's savepoint: a COMMIT after it would quietly roll everything back). The failures leave nothing, their
-/// neighbours are all there, and the chain holds.
+/// over without it). Here 24 writers are queued behind a first one that holds the writer's
+/// turn, so all 25 form one group (one COMMIT); every other one fails: half of those after
+/// writing their audit event, half on a statement that fails (on PostgreSQL that aborts
+/// the transaction up to the write's savepoint; without it, the COMMIT would quietly roll
+/// the whole group back). The failures leave nothing, their neighbours are all there, and
+/// the chain holds.
 #[test]
 fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
     use diesel::connection::SimpleConnection;
@@ -495,8 +496,8 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
                             store::audit::append(c, event("group.fail", i))?;
                             Err(Error::conflict("writer", "fails on purpose, after writing"))
                         } else {
-                            // A statement that fails: on PostgreSQL it aborts the whole
-                            // transaction, which the group must see and start over from.
+                            // A statement that fails: on PostgreSQL it aborts the
+                            // transaction, up to this write's savepoint.
                             c.batch_execute("SELECT * FROM no_such_table")
                                 .map_err(|e| Error::Internal(e.to_string()))?;
                             Err(Error::Internal("the statement above was to fail".into()))
