@@ -567,7 +567,7 @@ pub fn available_at(
             // PostgreSQL sends the whole result at once: read it a page at a time, from where
             // the last page ended in FEFO order (the key is unique per place and item). A
             // shipment usually needs one or two lots of the dozens a warehouse may hold, and
-            // reading them all was a fifth of the backend's time (docs/performance.md).
+            // reading them all was a fifth of the backend's statement time (docs/performance.md).
             DbConn::Postgres(c) => {
                 let (mut after, mut size) = (String::new(), FEFO_PAGE);
                 loop {
