@@ -651,7 +651,7 @@ fn main() {
             around.push(r.windows(3));
         }
     }
-    let lat: Vec<(u16, f64)> = rounds.iter().flat_map(|r| r.lat.clone()).collect();
+    let lat: Vec<(u16, f64)> = rounds.iter().flat_map(|r| r.lat.iter().copied()).collect();
     let ok: Vec<f64> = lat
         .iter()
         .filter(|(s, _)| *s == 201)

@@ -286,31 +286,35 @@ unsafe extern "C" fn x_write(
     ffi::SQLITE_OK
 }
 
-unsafe extern "C" fn x_truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int {
+/// Writes what is gathered, then passes the call on to SQLite's file: for the calls that
+/// must find the file as SQLite believes it to be.
+unsafe fn flushed(
+    f: *mut ffi::sqlite3_file,
+    call: impl FnOnce(&ffi::sqlite3_io_methods, *mut ffi::sqlite3_file) -> c_int,
+) -> c_int {
     let f = file(f);
-    let rc = flush(f);
-    if rc != ffi::SQLITE_OK {
-        return rc;
+    match flush(f) {
+        ffi::SQLITE_OK => call(methods(f), f.inner),
+        failed => failed,
     }
-    (methods(f).xTruncate.expect("SQLite's files truncate"))(f.inner, size)
+}
+
+unsafe extern "C" fn x_truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    flushed(f, |m, inner| {
+        (m.xTruncate.expect("SQLite's files truncate"))(inner, size)
+    })
 }
 
 unsafe extern "C" fn x_sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    let f = file(f);
-    let rc = flush(f);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    (methods(f).xSync.expect("SQLite's files sync"))(f.inner, flags)
+    flushed(f, |m, inner| {
+        (m.xSync.expect("SQLite's files sync"))(inner, flags)
+    })
 }
 
 unsafe extern "C" fn x_file_size(f: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    let f = file(f);
-    let rc = flush(f);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    (methods(f).xFileSize.expect("SQLite's files have a size"))(f.inner, size)
+    flushed(f, |m, inner| {
+        (m.xFileSize.expect("SQLite's files have a size"))(inner, size)
+    })
 }
 
 unsafe extern "C" fn x_lock(f: *mut ffi::sqlite3_file, lock: c_int) -> c_int {
@@ -333,14 +337,9 @@ unsafe extern "C" fn x_file_control(
     op: c_int,
     arg: *mut c_void,
 ) -> c_int {
-    let f = file(f);
-    let rc = flush(f);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    (methods(f)
-        .xFileControl
-        .expect("SQLite's files take controls"))(f.inner, op, arg)
+    flushed(f, |m, inner| {
+        (m.xFileControl.expect("SQLite's files take controls"))(inner, op, arg)
+    })
 }
 
 unsafe extern "C" fn x_sector_size(f: *mut ffi::sqlite3_file) -> c_int {
