@@ -38,8 +38,8 @@ fn meta(
     })
 }
 
-/// Generates the insert/update/get functions every master table has; the tables differ
-/// only in their own columns and filters.
+/// Generates the insert, update, get and get-many functions every master table has; the
+/// tables differ only in their own columns and filters.
 /// `get` answers from the writer's cache when it can (`store::group`).
 macro_rules! master_table {
     ($table:ident, $row:ident, $domain:ty, $insert:ident, $update:ident, $get:ident, $get_many:ident, $cached:ident) => {
