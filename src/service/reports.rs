@@ -214,7 +214,8 @@ impl Ctx {
             v.dedup();
             v
         }
-        for chunk in wanted(&self.lots, lots).chunks(500) {
+        let lots: Vec<Uuid> = lots.into_iter().collect();
+        for chunk in wanted(&self.lots, lots.iter().copied()).chunks(500) {
             self.lots.extend(db::get_lots(conn, chunk)?);
         }
         let items = wanted(&self.items, items);
@@ -235,9 +236,14 @@ impl Ctx {
                 .into_iter()
                 .map(|(id, w)| (id, w.name)),
         );
+        // The donors of the lots asked for, not of every lot the report holds (stock on
+        // hand holds thousands and names no donor).
         let donors = wanted(
             &self.donors,
-            of(&[LocationKind::Donor]).chain(self.lots.values().map(|l| l.donor_id)),
+            of(&[LocationKind::Donor]).chain(
+                lots.iter()
+                    .filter_map(|id| self.lots.get(id).map(|l| l.donor_id)),
+            ),
         );
         self.donors.extend(master::get_donors(conn, &donors)?);
         let recipients = wanted(&self.recipients, of(&[LocationKind::Recipient]));
