@@ -642,8 +642,10 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
             ..Default::default()
         },
     )?;
+    let mut received_by_pledge =
+        db::pledges_received(conn, &pledges.iter().map(|pl| pl.id).collect::<Vec<_>>())?;
     for pl in &pledges {
-        let received = db::pledge_received(conn, pl.id)?;
+        let received = received_by_pledge.remove(&pl.id).unwrap_or_default();
         let donor = pl.donor_id.expect("pledges have donors");
         for l in &pl.lines {
             let got = received.get(&l.line_no).map(|q| q.to_scaled()).unwrap_or(0);
@@ -1070,9 +1072,11 @@ fn pledge_reconciliation(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result
             .iter()
             .filter_map(|pl| pl.donor_id.map(Location::donor)),
     )?;
+    let mut received_by_pledge =
+        db::pledges_received(conn, &pledges.iter().map(|pl| pl.id).collect::<Vec<_>>())?;
     let mut overdue_count = 0;
     for pl in pledges {
-        let received = db::pledge_received(conn, pl.id)?;
+        let received = received_by_pledge.remove(&pl.id).unwrap_or_default();
         let status = crate::domain::ledger::plan::shown_status(&pl, today);
         let donor = donor_name(ctx.donor(conn, pl.donor_id.expect("pledges have donors"))?);
         for l in &pl.lines {

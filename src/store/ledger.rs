@@ -299,6 +299,51 @@ pub fn pledge_received(conn: &mut DbConn, pledge: Uuid) -> Result<HashMap<i32, Q
         .collect())
 }
 
+/// `pledge_received` for many pledges in one query, for the reports that list them all (on
+/// PostgreSQL one query a pledge was a round trip a pledge). Writes keep the one above,
+/// whose statement is prepared once. Pledges nothing was received against are absent.
+pub fn pledges_received(
+    conn: &mut DbConn,
+    pledges: &[Uuid],
+) -> Result<HashMap<Uuid, HashMap<i32, Quantity>>> {
+    let mut out: HashMap<Uuid, HashMap<i32, i64>> = HashMap::new();
+    for chunk in pledges.chunks(500) {
+        let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+        // Reversals left out here, as in `pledge_received`.
+        let rows: Vec<(Option<String>, Option<i32>, i64, bool)> = document_lines::table
+            .inner_join(documents::table)
+            .filter(documents::pledge_id.eq_any(&ids))
+            .filter(documents::doc_type.eq(DocType::Receipt.as_str()))
+            .select((
+                documents::pledge_id,
+                document_lines::pledge_line_no,
+                document_lines::quantity_milli,
+                documents::reversed_by_id
+                    .is_not_null()
+                    .or(documents::reverses_id.is_not_null()),
+            ))
+            .load(conn)?;
+        for (pledge, line, q, reversed) in rows {
+            if let (Some(p), Some(l), false) = (pledge, line, reversed) {
+                *out.entry(parse_uuid(&p)?)
+                    .or_default()
+                    .entry(l)
+                    .or_default() += q;
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(p, lines)| {
+            let lines = lines
+                .into_iter()
+                .map(|(l, q)| (l, Quantity::from_scaled(q)))
+                .collect();
+            (p, lines)
+        })
+        .collect())
+}
+
 // ---------------------------------------------------------------- lots
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
