@@ -268,79 +268,79 @@ pub fn list_documents(conn: &mut DbConn, f: &DocFilter) -> Result<Vec<Document>>
         .collect()
 }
 
-/// Base quantities received against each line of a pledge, by receipts that stand
-/// (neither reversed nor reversals).
-pub fn pledge_received(conn: &mut DbConn, pledge: Uuid) -> Result<HashMap<i32, Quantity>> {
-    // Reversed and reversing receipts are left out here rather than in SQL: SQLite's planner,
-    // given `reversed_by_id IS NULL`, searched the unique index on that column (every
-    // document that stands) instead of the pledge's few receipts.
-    let pledge = pledge.to_string();
-    let rows: Vec<(Option<i32>, i64, bool)> = on!(conn, |c| document_lines::table
-        .inner_join(documents::table)
-        .filter(documents::pledge_id.eq(&pledge))
-        .filter(documents::doc_type.eq(DocType::Receipt.as_str()))
-        .select((
-            document_lines::pledge_line_no,
-            document_lines::quantity_milli,
-            documents::reversed_by_id
-                .is_not_null()
-                .or(documents::reverses_id.is_not_null()),
-        ))
-        .load(c))?;
-    let mut out: HashMap<i32, i64> = HashMap::new();
-    for (line, q, reversed) in rows {
-        if let (Some(l), false) = (line, reversed) {
-            *out.entry(l).or_default() += q;
+/// What a receipt line gives against a pledge: the pledge, its line, the base quantity, and
+/// whether the receipt is reversed or is itself a reversal (then it does not count).
+#[diesel::dsl::auto_type]
+fn received_cols() -> _ {
+    (
+        documents::pledge_id,
+        document_lines::pledge_line_no,
+        document_lines::quantity_milli,
+        documents::reversed_by_id
+            .is_not_null()
+            .or(documents::reverses_id.is_not_null()),
+    )
+}
+
+type ReceivedRow = (Option<String>, Option<i32>, i64, bool);
+
+/// Sums receipt lines per pledge and line, leaving out reversed and reversing receipts.
+/// That is done here rather than in SQL: SQLite's planner, given `reversed_by_id IS NULL`,
+/// searched the unique index on that column (every document that stands) instead of the
+/// pledge's few receipts.
+fn add_received(rows: Vec<ReceivedRow>, to: &mut HashMap<Uuid, HashMap<i32, i64>>) -> Result<()> {
+    for (pledge, line, q, reversed) in rows {
+        if let (Some(p), Some(l), false) = (pledge, line, reversed) {
+            *to.entry(parse_uuid(&p)?).or_default().entry(l).or_default() += q;
         }
     }
-    Ok(out
+    Ok(())
+}
+
+fn as_quantities(lines: HashMap<i32, i64>) -> HashMap<i32, Quantity> {
+    lines
         .into_iter()
         .map(|(l, q)| (l, Quantity::from_scaled(q)))
-        .collect())
+        .collect()
+}
+
+/// Base quantities received against each line of a pledge, by receipts that stand
+/// (neither reversed nor reversals). One prepared statement: receipts against a pledge
+/// run it.
+pub fn pledge_received(conn: &mut DbConn, pledge: Uuid) -> Result<HashMap<i32, Quantity>> {
+    let key = pledge.to_string();
+    let rows: Vec<ReceivedRow> = on!(conn, |c| document_lines::table
+        .inner_join(documents::table)
+        .filter(documents::pledge_id.eq(&key))
+        .filter(documents::doc_type.eq(DocType::Receipt.as_str()))
+        .select(received_cols())
+        .load(c))?;
+    let mut out = HashMap::new();
+    add_received(rows, &mut out)?;
+    Ok(as_quantities(out.remove(&pledge).unwrap_or_default()))
 }
 
 /// `pledge_received` for many pledges in one query, for the reports that list them all (on
-/// PostgreSQL one query a pledge was a round trip a pledge). Writes keep the one above,
-/// whose statement is prepared once. Pledges nothing was received against are absent.
+/// PostgreSQL one query a pledge was a round trip a pledge). Pledges nothing was received
+/// against are absent.
 pub fn pledges_received(
     conn: &mut DbConn,
     pledges: &[Uuid],
 ) -> Result<HashMap<Uuid, HashMap<i32, Quantity>>> {
-    let mut out: HashMap<Uuid, HashMap<i32, i64>> = HashMap::new();
+    let mut out = HashMap::new();
     for chunk in pledges.chunks(500) {
         let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
-        // Reversals left out here, as in `pledge_received`.
-        let rows: Vec<(Option<String>, Option<i32>, i64, bool)> = document_lines::table
+        let rows: Vec<ReceivedRow> = document_lines::table
             .inner_join(documents::table)
             .filter(documents::pledge_id.eq_any(&ids))
             .filter(documents::doc_type.eq(DocType::Receipt.as_str()))
-            .select((
-                documents::pledge_id,
-                document_lines::pledge_line_no,
-                document_lines::quantity_milli,
-                documents::reversed_by_id
-                    .is_not_null()
-                    .or(documents::reverses_id.is_not_null()),
-            ))
+            .select(received_cols())
             .load(conn)?;
-        for (pledge, line, q, reversed) in rows {
-            if let (Some(p), Some(l), false) = (pledge, line, reversed) {
-                *out.entry(parse_uuid(&p)?)
-                    .or_default()
-                    .entry(l)
-                    .or_default() += q;
-            }
-        }
+        add_received(rows, &mut out)?;
     }
     Ok(out
         .into_iter()
-        .map(|(p, lines)| {
-            let lines = lines
-                .into_iter()
-                .map(|(l, q)| (l, Quantity::from_scaled(q)))
-                .collect();
-            (p, lines)
-        })
+        .map(|(p, lines)| (p, as_quantities(lines)))
         .collect())
 }
 

@@ -944,10 +944,8 @@ fn transfers_counts_and_clerk_scope() {
     app.assert_ledger_ok();
 }
 
-#[test]
-fn pledges_convert_units_refuse_over_receipt_and_cancel() {
-    let app = TestApp::spawn();
-    let w = world(&app);
+/// A pledge of 2 300 jin of alcohol (1 150 kg), due in ten days: its id.
+fn pledge_alcohol(app: &TestApp, w: &World) -> String {
     let p = app
         .post(
             "/api/v1/pledges",
@@ -956,15 +954,25 @@ fn pledges_convert_units_refuse_over_receipt_and_cancel() {
         "lines": [{"item_id": w.alcohol, "quantity": "2300", "unit": "jin"}]}),
         )
         .ok(201);
-    let pid = id(&p);
-    let receipt = |qty: &str| {
-        app.post(
-            "/api/v1/receipts",
-            &app.clerk,
-            json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor, "pledge_id": pid,
-            "lines": [{"item_id": w.alcohol, "quantity": qty, "pledge_line_no": 1}]}),
-        )
-    };
+    id(&p)
+}
+
+/// A receipt of `qty` kg of alcohol against the pledge's one line.
+fn receive_against(app: &TestApp, w: &World, pledge: &str, qty: &str) -> Resp {
+    app.post(
+        "/api/v1/receipts",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor, "pledge_id": pledge,
+        "lines": [{"item_id": w.alcohol, "quantity": qty, "pledge_line_no": 1}]}),
+    )
+}
+
+#[test]
+fn pledges_convert_units_refuse_over_receipt_and_cancel() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let pid = pledge_alcohol(&app, &w);
+    let receipt = |qty: &str| receive_against(&app, &w, &pid, qty);
     receipt("1000").ok(201);
     let r = receipt("200");
     r.problem(409);
@@ -1002,6 +1010,40 @@ fn pledges_convert_units_refuse_over_receipt_and_cancel() {
         )
         .ok(201);
     assert_eq!(late["status"], "expired");
+    app.assert_ledger_ok();
+}
+
+#[test]
+fn a_reversed_receipt_no_longer_counts_against_its_pledge() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let pid = pledge_alcohol(&app, &w);
+    let receipt = |qty: &str| receive_against(&app, &w, &pid, qty);
+    let first = receipt("1000").ok(201);
+    app.post(
+        &format!("/api/v1/receipts/{}/reverse", id(&first)),
+        &app.clerk,
+        json!({"reason": "重复录入"}),
+    )
+    .ok(200);
+    let received = || {
+        let pl = app
+            .get(&format!("/api/v1/pledges/{pid}"), &app.auditor)
+            .ok(200);
+        let report = app
+            .get("/api/v1/reports/pledge-reconciliation", &app.auditor)
+            .ok(200);
+        let row = report["tables"][0]["rows"][0].clone();
+        assert_eq!(row["received"], pl["progress"][0]["received"]);
+        (
+            pl["progress"][0]["received"].as_str().unwrap().to_string(),
+            row["outstanding"].as_str().unwrap().to_string(),
+        )
+    };
+    // Neither the reversed receipt nor its reversal counts: the whole pledge is open again.
+    assert_eq!(received(), ("0".to_string(), "1150".to_string()));
+    receipt("1150").ok(201);
+    assert_eq!(received(), ("1150".to_string(), "0".to_string()));
     app.assert_ledger_ok();
 }
 
