@@ -215,9 +215,8 @@ impl Ctx {
             v
         }
         let lots: Vec<Uuid> = lots.into_iter().collect();
-        for chunk in wanted(&self.lots, lots.iter().copied()).chunks(500) {
-            self.lots.extend(db::get_lots(conn, chunk)?);
-        }
+        let missing = wanted(&self.lots, lots.iter().copied());
+        self.lots.extend(db::get_lots(conn, &missing)?);
         let items = wanted(&self.items, items);
         self.items.extend(master::get_items(conn, &items)?);
         let places: Vec<Location> = places.into_iter().collect();
@@ -377,9 +376,7 @@ fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Tab
                 .filter(|((_, l), (_, a))| l.holds_stock() && a.qty != 0)
                 .map(|((lot, _), _)| *lot)
                 .collect();
-            for chunk in ids.chunks(500) {
-                ctx.lots.extend(db::get_lots(conn, chunk)?);
-            }
+            ctx.lots.extend(db::get_lots(conn, &ids)?);
             pos
         }
     };

@@ -530,14 +530,21 @@ pub fn lot_donors(conn: &mut DbConn) -> Result<HashMap<Uuid, Uuid>> {
         .collect()
 }
 
+/// The lots with these ids that exist, any number of them (read 500 at a time, as the
+/// other lot lookups here: SQLite binds an `IN` list one parameter an id).
 pub fn get_lots(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, Lot>> {
-    let rows: Vec<LotRow> = lots::table
-        .filter(lots::id.eq_any(ids.iter().map(Uuid::to_string).collect::<Vec<_>>()))
-        .select(LotRow::as_select())
-        .load(conn)?;
-    rows.into_iter()
-        .map(|r| Lot::try_from(r).map(|l| (l.id, l)))
-        .collect()
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let rows: Vec<LotRow> = lots::table
+            .filter(lots::id.eq_any(chunk.iter().map(Uuid::to_string).collect::<Vec<_>>()))
+            .select(LotRow::as_select())
+            .load(conn)?;
+        for r in rows {
+            let l = Lot::try_from(r)?;
+            out.insert(l.id, l);
+        }
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- balances

@@ -236,15 +236,8 @@ fn stock_as_of(
         })
         .map(|(key, (_, a))| (key, a.quantity()))
         .collect();
-    let mut lots = HashMap::new();
-    for chunk in held
-        .iter()
-        .map(|((lot, _), _)| *lot)
-        .collect::<Vec<_>>()
-        .chunks(500)
-    {
-        lots.extend(db::get_lots(conn, chunk)?);
-    }
+    let ids: Vec<Uuid> = held.iter().map(|((lot, _), _)| *lot).collect();
+    let lots = db::get_lots(conn, &ids)?;
     let mut rows: Vec<_> = held
         .into_iter()
         .map(|((lot, loc), q)| (lots[&lot].clone(), loc, q))
