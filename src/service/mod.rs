@@ -111,19 +111,31 @@ impl Ctx {
     ) -> Result<AuditEvent> {
         store::audit::append(
             conn,
-            NewEvent {
-                occurred_at: self.now,
-                actor_id: self.actor.user_id.to_string(),
-                actor_name: self.actor.name.clone(),
-                actor_role: self.actor.role.to_string(),
-                action: action.to_string(),
-                entity_type: entity_type.to_string(),
-                entity_id: entity_id.to_string(),
-                request_id: self.request_id.clone(),
-                before: before.map(to_canonical),
-                after: after.map(to_canonical),
-            },
+            self.event(action, entity_type, entity_id, before, after),
         )
+    }
+
+    /// The audit event of a change by this request's actor, not yet sealed into the chain.
+    pub fn event<T: Serialize>(
+        &self,
+        action: &str,
+        entity_type: &str,
+        entity_id: Uuid,
+        before: Option<&T>,
+        after: Option<&T>,
+    ) -> NewEvent {
+        NewEvent {
+            occurred_at: self.now,
+            actor_id: self.actor.user_id.to_string(),
+            actor_name: self.actor.name.clone(),
+            actor_role: self.actor.role.to_string(),
+            action: action.to_string(),
+            entity_type: entity_type.to_string(),
+            entity_id: entity_id.to_string(),
+            request_id: self.request_id.clone(),
+            before: before.map(to_canonical),
+            after: after.map(to_canonical),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::error::Result;
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = t, treat_none_as_default_value = false)]
-struct Row {
+pub(super) struct Row {
     seq: i64,
     occurred_at: String,
     actor_id: String,
@@ -81,11 +81,21 @@ fn read_head(conn: &mut DbConn) -> Result<Option<(i64, String)>> {
 /// reading the head and inserting after it one step; the primary key on `seq` would refuse
 /// a fork even if it did not.
 pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<AuditEvent> {
+    let row = sealed(conn, event)?;
+    on!(conn, |c| diesel::insert_into(t::table)
+        .values(&row)
+        .execute(c))?;
+    Ok(appended(row))
+}
+
+/// An event sealed after the current head, as the row to insert in this transaction (the
+/// caller inserts it, then calls `appended`).
+pub(super) fn sealed(conn: &mut DbConn, event: NewEvent) -> Result<Row> {
     let prev = head(conn)?;
     let ev = event.seal(prev.as_ref().map(|(s, h)| (*s, h.as_str())));
     // The sealed event moves into the row and back out, rather than being copied field by
     // field: its before/after JSON runs to kilobytes, and this is in every write.
-    let row = Row {
+    Ok(Row {
         seq: ev.seq,
         occurred_at: ev.occurred_at,
         actor_id: ev.actor_id,
@@ -99,12 +109,13 @@ pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<AuditEvent> {
         after: ev.after,
         prev_hash: ev.prev_hash,
         hash: ev.hash,
-    };
-    on!(conn, |c| diesel::insert_into(t::table)
-        .values(&row)
-        .execute(c))?;
+    })
+}
+
+/// A sealed event's row has been inserted: it is the chain's new head.
+pub(super) fn appended(row: Row) -> AuditEvent {
     super::group::set_audit_head(Some((row.seq, row.hash.clone())));
-    Ok(AuditEvent::from(row))
+    AuditEvent::from(row)
 }
 
 #[derive(Debug, Default, Clone)]

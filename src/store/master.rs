@@ -307,6 +307,10 @@ pub fn item_values(conn: &mut DbConn, item: Uuid) -> Result<Vec<ItemValue>> {
 /// empty one). One round trip on PostgreSQL (an `= ANY` list is one bind); on SQLite one
 /// cached read per item (an `IN` list is parsed afresh for every count).
 pub fn value_histories(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<ItemValue>>> {
+    // The writer usually has them all (`store::group`): no round trip for an empty list.
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let order = (
         item_values::item_id,
         item_values::effective_from.desc(),

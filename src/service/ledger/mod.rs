@@ -287,15 +287,11 @@ pub(crate) fn apply(
         crate::service::periods::check_open(conn, earliest, "occurred_at")?;
     }
     check_plan(conn, movements)?;
-    if before.is_none() {
-        store::ledger::insert_document(conn, doc)?;
-        store::ledger::insert_lots(conn, lots)?;
-        store::ledger::insert_lines(conn, doc)?;
-    } else {
+    if before.is_some() {
         store::ledger::update_document(conn, doc)?;
-        store::ledger::insert_lots(conn, lots)?;
     }
-    store::ledger::append_movements(conn, movements)?;
+    // Numbered first: the audit event holds the movements with their numbers.
+    store::ledger::number_movements(conn, movements)?;
     #[derive(Serialize)]
     struct Posted<'a> {
         document: &'a Document,
@@ -314,12 +310,20 @@ pub(crate) fn apply(
         lots: &[],
         movements: &[],
     });
-    ctx.audit(
-        conn,
+    let event = ctx.event(
         action,
         doc.doc_type.as_str(),
         doc.id,
         before.as_ref(),
         Some(&after),
+    );
+    store::ledger::post(
+        conn,
+        store::ledger::Posting {
+            new_document: before.is_none().then_some(doc),
+            lots,
+            movements,
+            event,
+        },
     )
 }
