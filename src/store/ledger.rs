@@ -928,6 +928,10 @@ impl TryFrom<MoveRow> for Movement {
 /// Numbers movements after the last one. Runs inside `Db::write`, whose lock makes
 /// `max(seq) + 1` safe; `post` writes them.
 pub fn number_movements(conn: &mut DbConn, ms: &mut [Movement]) -> Result<()> {
+    // A posting without movements (a pledge, a draft) reads nothing.
+    if ms.is_empty() {
+        return Ok(());
+    }
     let mut seq = last_seq(conn)?;
     for m in ms.iter_mut() {
         seq += 1;
@@ -971,17 +975,19 @@ pub struct Posting<'a> {
     pub event: crate::domain::audit::NewEvent,
 }
 
-/// Rows of one table that fit one statement's bind parameters many times over (65 535 on
-/// PostgreSQL; a movement row binds 18).
+/// Most rows of one table in one statement: PostgreSQL allows 65 535 bind parameters, and
+/// a posting's one statement with this many lots (14 each), movements (18) and its lines
+/// (10, at most 200) binds about 18 000.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Writes a posting, then moves the stock positions its movements change (the guard that
 /// refuses an overdraft is in those statements). On PostgreSQL the inserts go as one
-/// statement (`WITH doc AS (INSERT …), lots AS (INSERT …), … INSERT INTO audit_events …`):
+/// statement (`WITH new_doc AS (INSERT …), new_lots AS (INSERT …), … INSERT INTO audit_events …`):
 /// one round trip instead of five, in a write whose time is its round trips
 /// (docs/performance.md). PostgreSQL checks the foreign keys at the end of that statement,
 /// so its parts may refer to one another. SQLite runs them one by one, each a cached
-/// prepared statement.
+/// prepared statement, as does PostgreSQL for a posting with more rows than
+/// `ROWS_PER_STATEMENT`.
 pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::AuditEvent> {
     let doc = p.new_document.map(DocRow::from);
     let lines: Vec<LineRow> = p
@@ -998,23 +1004,23 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
             let mut ctes: Vec<(&str, PgPart)> = vec![];
             if let Some(d) = &doc {
                 ctes.push((
-                    "doc",
+                    "new_doc",
                     Box::new(diesel::insert_into(documents::table).values(d)),
                 ));
             }
             if !lots.is_empty() {
                 ctes.push((
-                    "lots",
+                    "new_lots",
                     Box::new(diesel::insert_into(lots::table).values(&lots)),
                 ));
             }
             if !lines.is_empty() {
                 let insert = diesel::insert_into(document_lines::table).values(&lines);
-                ctes.push(("lines", Box::new(insert)));
+                ctes.push(("new_lines", Box::new(insert)));
             }
             if !moves.is_empty() {
                 let insert = diesel::insert_into(movements::table).values(&moves);
-                ctes.push(("moves", Box::new(insert)));
+                ctes.push(("new_moves", Box::new(insert)));
             }
             let last = Box::new(diesel::insert_into(audit_events::table).values(&event));
             let s = OneStatement { ctes, last };
