@@ -344,6 +344,7 @@ fn sixty_four_clerks_ship_stock_for_thirty_two() {
     let app = TestApp::spawn();
     let w = world(&app);
     receive(&app, &w, json!([{"item_id": w.spray, "quantity": "32"}]));
+    let before = app.audit_seq();
     let results: Vec<Resp> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..64)
             .map(|_| {
@@ -368,6 +369,22 @@ fn sixty_four_clerks_ship_stock_for_thirty_two() {
         assert_eq!(p["requested"], "1");
         assert_eq!(p["available"], "0");
         assert!(p["detail"].as_str().unwrap().contains("short 1"), "{p}");
+    }
+    // Each acknowledged shipment is in the store with its one audit event, written in the
+    // same transaction, whose `after` holds the movements the journal holds; the refused
+    // ones left no event.
+    assert_eq!(app.audit_seq(), before + 32);
+    for r in results.iter().filter(|r| r.status == 201) {
+        let doc = app
+            .get(
+                &format!("/api/v1/shipments/{}", id(&r.json())),
+                &app.auditor,
+            )
+            .ok(200);
+        let events = doc["audit_events"].as_array().unwrap();
+        assert_eq!(events.len(), 1, "{doc}");
+        let after: Value = serde_json::from_str(events[0]["after"].as_str().unwrap()).unwrap();
+        assert_eq!(after["movements"], doc["movements"], "{doc}");
     }
     assert_eq!(on_hand(&app, &w.spray), "0");
     app.assert_ledger_ok();
