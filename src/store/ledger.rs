@@ -36,6 +36,33 @@ macro_rules! batch_insert {
     };
 }
 
+/// A multi-row insert as a part of `OneStatement`. Up to four rows it inserts a
+/// fixed-size array, whose statement diesel may prepare once and keep (it keeps none with a
+/// `Vec` of rows, whose count could be anything): a posting's one statement then has as many
+/// texts as it has shapes of rows, a few dozen, each parsed and planned once on a
+/// connection instead of on every run (docs/performance.md).
+macro_rules! cte_insert {
+    ($table:expr, $rows:expr) => {{
+        let rows = $rows;
+        let part: PgPart = match rows.len() {
+            1 => Box::new(
+                diesel::insert_into($table).values(<&[_; 1]>::try_from(&rows[..]).unwrap()),
+            ),
+            2 => Box::new(
+                diesel::insert_into($table).values(<&[_; 2]>::try_from(&rows[..]).unwrap()),
+            ),
+            3 => Box::new(
+                diesel::insert_into($table).values(<&[_; 3]>::try_from(&rows[..]).unwrap()),
+            ),
+            4 => Box::new(
+                diesel::insert_into($table).values(<&[_; 4]>::try_from(&rows[..]).unwrap()),
+            ),
+            _ => Box::new(diesel::insert_into($table).values(rows)),
+        };
+        part
+    }};
+}
+
 fn opt_uuid(s: Option<&str>) -> Result<Option<Uuid>> {
     s.map(parse_uuid).transpose()
 }
@@ -1009,18 +1036,13 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
                 ));
             }
             if !lots.is_empty() {
-                ctes.push((
-                    "new_lots",
-                    Box::new(diesel::insert_into(lots::table).values(&lots)),
-                ));
+                ctes.push(("new_lots", cte_insert!(lots::table, &lots)));
             }
             if !lines.is_empty() {
-                let insert = diesel::insert_into(document_lines::table).values(&lines);
-                ctes.push(("new_lines", Box::new(insert)));
+                ctes.push(("new_lines", cte_insert!(document_lines::table, &lines)));
             }
             if !moves.is_empty() {
-                let insert = diesel::insert_into(movements::table).values(&moves);
-                ctes.push(("new_moves", Box::new(insert)));
+                ctes.push(("new_moves", cte_insert!(movements::table, &moves)));
             }
             let last = Box::new(diesel::insert_into(audit_events::table).values(&event));
             let s = OneStatement { ctes, last };
@@ -1058,8 +1080,8 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
 }
 
 /// Statements that PostgreSQL runs as one, in one round trip and one snapshot: each but the
-/// last a data-modifying `WITH name AS (…)`. Not prepared and kept, as diesel's own
-/// multi-row inserts are not: the text changes with the row counts.
+/// last a data-modifying `WITH name AS (…)`. Prepared and kept when every part is (see
+/// `cte_insert!`); the statement cache keys it by its text.
 struct OneStatement<'a> {
     ctes: Vec<(&'static str, PgPart<'a>)>,
     last: PgPart<'a>,
@@ -1077,7 +1099,6 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for OneStatement<'_> {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        out.unsafe_to_cache_prepared();
         for (i, (name, part)) in self.ctes.iter().enumerate() {
             out.push_sql(if i == 0 { "WITH " } else { ", " });
             out.push_sql(name);
