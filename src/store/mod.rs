@@ -192,7 +192,7 @@ where
 {
     fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool {
         let result = if savepoint {
-            conn.transaction(|c| (self.f)(c))
+            in_savepoint(conn, &mut self.f)
         } else {
             (self.f)(conn)
         };
@@ -216,6 +216,25 @@ where
     }
 }
 
+/// PostgreSQL: runs a write in a savepoint that its failure rolls back to. The savepoint is
+/// not released when the write succeeds: RELEASE is a round trip of its own, one of the
+/// five or six of a posting (docs/performance.md), and frees nothing that the group's COMMIT
+/// does not (a subtransaction that wrote keeps its id until the transaction ends, released
+/// or not; `MAX_GROUP` keeps a group within the 64 that PostgreSQL caches). Each write's
+/// savepoint hides the one of the same name before it, so ROLLBACK TO goes back to the
+/// start of the write that failed. A rollback that fails leaves the transaction aborted,
+/// which `transaction_open` finds, and the group is given up.
+fn in_savepoint<T>(conn: &mut DbConn, f: &mut impl FnMut(&mut DbConn) -> Result<T>) -> Result<T> {
+    conn.batch_execute("SAVEPOINT write")?;
+    let result = f(conn);
+    if result.is_err() {
+        if let Err(e) = conn.batch_execute("ROLLBACK TO SAVEPOINT write") {
+            tracing::error!(error = %e, "cannot roll a failed write back to its savepoint");
+        }
+    }
+    result
+}
+
 diesel::define_sql_function! {
     /// SQLite: rows inserted, changed or deleted on this connection since it opened.
     fn total_changes() -> diesel::sql_types::BigInt;
@@ -237,11 +256,16 @@ fn run_caught(job: &mut Box<dyn Pending>, conn: &mut DbConn, savepoint: bool) ->
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn, savepoint))).ok()
 }
 
-/// Whether the writer's SQLite transaction is still open after a write failed: SQLite ends
-/// it by itself on some errors (I/O, disk full, out of memory), and the statements after
-/// would then each commit on their own. `BEGIN` inside an open transaction is refused,
-/// which is the answer wanted; if it is accepted, the transaction had been lost and this
-/// one is rolled back at once. (diesel does not expose `sqlite3_get_autocommit`.)
+/// Whether the writer's transaction is still open and usable.
+///
+/// SQLite ends it by itself on some errors (I/O, disk full, out of memory), and the
+/// statements after would then each commit on their own. `BEGIN` inside an open transaction
+/// is refused, which is the answer wanted; if it is accepted, the transaction had been lost
+/// and this one is rolled back at once. (diesel does not expose `sqlite3_get_autocommit`.)
+///
+/// PostgreSQL keeps the transaction open but, after an error that no rollback to a
+/// savepoint undid, aborted: it refuses every statement, and answers COMMIT by rolling back
+/// without an error. A statement that succeeds says it is not aborted.
 fn transaction_open(conn: &mut DbConn) -> bool {
     match conn {
         DbConn::Sqlite(c) => match c.batch_execute("BEGIN") {
@@ -251,15 +275,19 @@ fn transaction_open(conn: &mut DbConn) -> bool {
                 false
             }
         },
-        DbConn::Postgres(_) => true,
+        DbConn::Postgres(c) => c.batch_execute("SELECT 1").is_ok(),
     }
 }
 
 /// Whether a write that failed left the transaction as it found it: SQLite's change count is
 /// where it was before the write (`before`), and the transaction is still open. `Ok(false)`:
 /// it had written (the group must start over without it); `Err`: the transaction is gone.
-/// Always `Ok(true)` on PostgreSQL, where the write's savepoint was rolled back.
+/// Always `Ok(true)` on PostgreSQL, where the write was rolled back to its savepoint (if
+/// that failed, the transaction is aborted, and the check before COMMIT finds it).
 fn left_clean(conn: &mut DbConn, before: i64) -> std::result::Result<bool, String> {
+    if matches!(conn, DbConn::Postgres(_)) {
+        return Ok(true);
+    }
     if changes(conn)? != before {
         return Ok(false);
     }
@@ -366,6 +394,7 @@ fn writer(
         });
         let mut next = Some(first).filter(|_| given_up.is_none());
         while let Some(mut job) = next.take() {
+            let mark = group::mark();
             match run_caught(&mut job, &mut conn, savepoints) {
                 Some(true) => {
                     group.push(job);
@@ -375,11 +404,19 @@ fn writer(
                     }
                 }
                 Some(false) => {
-                    group::write_failed();
                     let restarted = match left_clean(&mut conn, count) {
-                        Ok(true) => Ok(count),
-                        Ok(false) => start_over(&mut conn, &mut group, &mut failed),
-                        Err(e) => Err(e),
+                        Ok(true) => {
+                            group::write_undone(mark);
+                            Ok(count)
+                        }
+                        Ok(false) => {
+                            group::write_failed();
+                            start_over(&mut conn, &mut group, &mut failed)
+                        }
+                        Err(e) => {
+                            group::write_failed();
+                            Err(e)
+                        }
                     };
                     // Nothing of it is in the transaction either way; it is answered with
                     // the others.
@@ -412,6 +449,14 @@ fn writer(
         }
         let outcome = match given_up {
             Some(why) => Err(why),
+            // PostgreSQL answers the COMMIT of an aborted transaction by rolling back, without
+            // an error: a statement that failed inside a write that did not report it would
+            // have its group acknowledged unwritten. One round trip a group rules that out.
+            None if savepoints && !transaction_open(&mut conn) => Err(
+                "the group's transaction was aborted by an error that no write reported; \
+                 nothing was written"
+                    .into(),
+            ),
             // A COMMIT that fails may still have reached the disk (its fsync failed, or a
             // PostgreSQL connection dropped on the way back): say so, rather than "nothing".
             None => commit(&mut conn).map_err(|e| {

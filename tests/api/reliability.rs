@@ -547,6 +547,57 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
     app.assert_chain_valid();
 }
 
+/// A write that meets a failing statement and does not report it: SQLite carries on, but
+/// on PostgreSQL the statement has aborted the transaction, whose COMMIT would then roll
+/// back without an error. The writer must not acknowledge such a group: whatever it
+/// answers, an acknowledged write is in the store.
+#[test]
+fn a_write_acknowledged_after_an_unreported_failure_is_stored() {
+    use diesel::connection::SimpleConnection;
+    use relief_ledger::domain::audit::NewEvent;
+    use relief_ledger::store::{self, Db};
+
+    let app = TestApp::spawn();
+    let db = Db::open(&app.db_url, 4).unwrap();
+    let answer = db.write(|c| {
+        store::audit::append(
+            c,
+            NewEvent {
+                occurred_at: chrono::Utc::now(),
+                actor_id: uuid::Uuid::nil().to_string(),
+                actor_name: "unreported failure test".into(),
+                actor_role: "admin".into(),
+                action: "unreported.failure".into(),
+                entity_type: "test".into(),
+                entity_id: "writer".into(),
+                request_id: None,
+                before: None,
+                after: None,
+            },
+        )?;
+        // The error is dropped on purpose: a bug of this kind is what is guarded against.
+        let _ = c.batch_execute("SELECT * FROM no_such_table");
+        Ok(())
+    });
+    let stored = app
+        .get(
+            "/api/v1/audit/events?action=unreported.failure&limit=10",
+            &app.auditor,
+        )
+        .ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    if app.is_postgres() {
+        assert!(answer.is_err(), "the aborted group was acknowledged");
+        assert_eq!(stored, 0);
+    } else {
+        assert!(answer.is_ok(), "{answer:?}");
+        assert_eq!(stored, 1);
+    }
+    app.assert_chain_valid();
+}
+
 /// The WAL starts over instead of growing without end under a steady write load (SQLite;
 /// `store::checkpointer`): automatic checkpoints are off so that no COMMIT waits on one, and
 /// this is what keeps the file bounded instead. 16 writers append ~290 MiB of audit events,
