@@ -858,6 +858,7 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
     if !loc.holds_stock() {
         return Ok(());
     }
+    let known = super::group::position(m.lot_id, loc);
     super::group::position_changing(m.lot_id, loc);
     let (lot, place) = (m.lot_id.to_string(), loc.id.to_string());
     if delta < 0 {
@@ -867,17 +868,25 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
             kind: loc.kind.as_str(),
             place: &place,
         };
-        if on!(conn, |c| c
-            .execute_returning_count(&TakeFromBalance { at, take }))?
-            == 1
-        {
-            return Ok(());
-        }
-        if on!(conn, |c| c
-            .execute_returning_count(&EmptyBalance { at, take }))?
-            == 1
-        {
-            return Ok(());
+        // Trying first the statement that will not match is a statement for nothing: a
+        // shipment often empties a lot (FEFO), which the position its allocation read
+        // shows, and a delivery empties its shipment's transit. Either way both guards are
+        // tried before the write is refused.
+        let empties = match known {
+            Some(Some(q)) => q == take,
+            _ => loc.kind == LocationKind::Transit,
+        };
+        for empty in [empties, !empties] {
+            let n = if empty {
+                on!(conn, |c| c
+                    .execute_returning_count(&EmptyBalance { at, take }))?
+            } else {
+                on!(conn, |c| c
+                    .execute_returning_count(&TakeFromBalance { at, take }))?
+            };
+            if n == 1 {
+                return Ok(());
+            }
         }
         return Err(Error::Conflict {
             field: None,
