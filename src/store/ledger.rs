@@ -788,6 +788,62 @@ hand_written_statement!(UpsertBalance, |self, out| {
     Ok(())
 });
 
+/// The positions a new document opens in its own transit (a shipment or transfer
+/// dispatched as it is created) for lots that exist already: they cannot exist yet, so all
+/// of them are one INSERT, each taking its lot's FEFO key from the lot as `UpsertBalance`
+/// does, instead of one upsert per lot. On PostgreSQL it is a part of the posting's one
+/// statement. A lot that does not exist leaves the key NULL, which the table refuses.
+struct OpenTransit {
+    document: String,
+    /// Lot, item, quantity in thousandths.
+    rows: Vec<(String, String, i64)>,
+}
+
+impl diesel::query_builder::QueryId for OpenTransit {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for OpenTransit
+where
+    DB: diesel::backend::Backend,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Text};
+        // Its text changes with the count of rows: kept prepared for the few counts a
+        // shipment has, as `cte_insert!` does.
+        if self.rows.len() > 4 {
+            out.unsafe_to_cache_prepared();
+        }
+        out.push_sql(
+            "INSERT INTO balances \
+             (lot_id, location_kind, location_id, item_id, quantity_milli, fefo) VALUES ",
+        );
+        for (i, (lot, item, q)) in self.rows.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Text, str>(lot)?;
+            out.push_sql(", 'transit', ");
+            out.push_bind_param::<Text, str>(&self.document)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, str>(item)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, i64>(q)?;
+            out.push_sql(
+                ", (SELECT (CASE WHEN expiry_date IS NULL THEN '1' ELSE '0' || expiry_date END) \
+                 || created_at || id FROM lots WHERE id = ",
+            );
+            out.push_bind_param::<Text, str>(lot)?;
+            out.push_sql("))");
+        }
+        Ok(())
+    }
+}
+
 /// One stock position, as the WHERE clause of a statement that changes it.
 #[derive(Clone, Copy)]
 struct Position<'a> {
@@ -1011,6 +1067,96 @@ pub struct Posting<'a> {
     pub event: crate::domain::audit::NewEvent,
 }
 
+/// A stock position that a posting creates for a lot that is new with it (a receipt's lots
+/// in its warehouse): it cannot exist yet, so it is inserted with the posting's other rows
+/// (on PostgreSQL in their one statement) instead of by one upsert a line afterwards, a
+/// round trip each.
+// Every column bound, never DEFAULT: a statement whose text could change with the values is
+// one diesel does not keep prepared.
+#[derive(Insertable)]
+#[diesel(table_name = balances, treat_none_as_default_value = false)]
+struct NewPosition {
+    lot_id: String,
+    location_kind: String,
+    location_id: String,
+    item_id: String,
+    quantity_milli: i64,
+    fefo: String,
+}
+
+/// A lot's place in FEFO order, as `UpsertBalance` writes it in SQL (migration 000007):
+/// lots without an expiry date last, then by expiry, creation and id. The integrity check
+/// holds the two to each other (`positions_out_of_fefo_order`).
+fn fefo_key(lot: &LotRow) -> String {
+    match &lot.expiry_date {
+        None => format!("1{}{}", lot.created_at, lot.id),
+        Some(e) => format!("0{e}{}{}", lot.created_at, lot.id),
+    }
+}
+
+/// The positions `movements` create for `new_lots` (summed per position), and whether each
+/// movement's increase is among them.
+fn new_positions(
+    movements: &[Movement],
+    new_lots: &[Lot],
+    rows: &[LotRow],
+) -> (Vec<NewPosition>, Vec<bool>) {
+    let mut created: Vec<NewPosition> = vec![];
+    let mut covered = Vec::with_capacity(movements.len());
+    for m in movements {
+        let lot = new_lots.iter().position(|l| l.id == m.lot_id);
+        let Some(row) = lot.map(|i| &rows[i]).filter(|_| m.to.holds_stock()) else {
+            covered.push(false);
+            continue;
+        };
+        covered.push(true);
+        let (kind, place) = (m.to.kind.as_str(), m.to.id.to_string());
+        let q = m.quantity.to_scaled();
+        match created
+            .iter_mut()
+            .find(|n| n.lot_id == row.id && n.location_kind == kind && n.location_id == place)
+        {
+            Some(n) => n.quantity_milli += q,
+            None => created.push(NewPosition {
+                lot_id: row.id.clone(),
+                location_kind: kind.to_string(),
+                location_id: place,
+                item_id: row.item_id.clone(),
+                quantity_milli: q,
+                fefo: fefo_key(row),
+            }),
+        }
+    }
+    (created, covered)
+}
+
+/// The positions `movements` open in the transit of `document`, new with the posting, for
+/// lots not new with it (those are `new_positions`), summed per lot; marks the movements
+/// whose increase they cover.
+fn open_transit(
+    document: Option<&Document>,
+    movements: &[Movement],
+    covered: &mut [bool],
+) -> Option<OpenTransit> {
+    let doc = document?;
+    let mut rows: Vec<(String, String, i64)> = vec![];
+    for (m, covered) in movements.iter().zip(covered.iter_mut()) {
+        if *covered || m.to != Location::transit(doc.id) {
+            continue;
+        }
+        *covered = true;
+        let (lot, q) = (m.lot_id.to_string(), m.quantity.to_scaled());
+        match rows.iter_mut().find(|r| r.0 == lot) {
+            Some(r) => r.2 += q,
+            None => rows.push((lot, m.item_id.to_string(), q)),
+        }
+    }
+    (!rows.is_empty()).then(|| OpenTransit {
+        document: doc.id.to_string(),
+        rows,
+    })
+}
+
 /// Most rows of one table in one statement: PostgreSQL allows 65 535 bind parameters, and
 /// a posting's one statement with this many lots (14 each), movements (18) and its lines
 /// (10, at most 200) binds about 18 000.
@@ -1032,6 +1178,8 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
         .unwrap_or_default();
     let lots: Vec<LotRow> = p.lots.iter().map(LotRow::from).collect();
     let moves: Vec<MoveRow> = p.movements.iter().map(MoveRow::from).collect();
+    let (created, mut inserted) = new_positions(p.movements, p.lots, &lots);
+    let transit = open_transit(p.new_document, p.movements, &mut inserted);
     let event = super::audit::sealed(conn, p.event)?;
     match conn {
         DbConn::Postgres(c)
@@ -1053,6 +1201,12 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
             if !moves.is_empty() {
                 ctes.push(("new_moves", cte_insert!(movements::table, &moves)));
             }
+            if !created.is_empty() {
+                ctes.push(("new_positions", cte_insert!(balances::table, &created)));
+            }
+            if let Some(t) = &transit {
+                ctes.push(("new_transit", Box::new(t)));
+            }
             let last = Box::new(diesel::insert_into(audit_events::table).values(&event));
             let s = OneStatement { ctes, last };
             c.execute_returning_count(&s)?;
@@ -1072,15 +1226,23 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
             for chunk in moves.chunks(ROWS_PER_STATEMENT) {
                 batch_insert!(conn, movements::table, chunk)?;
             }
+            for chunk in created.chunks(ROWS_PER_STATEMENT) {
+                batch_insert!(conn, balances::table, chunk)?;
+            }
+            if let Some(t) = &transit {
+                on!(conn, |c| c.execute_returning_count(t))?;
+            }
             on!(conn, |c| diesel::insert_into(audit_events::table)
                 .values(&event)
                 .execute(c))?;
         }
     }
-    for m in p.movements {
+    for (m, inserted) in p.movements.iter().zip(inserted) {
         let q = m.quantity.to_scaled();
         change_balance(conn, m, m.from, -q)?;
-        change_balance(conn, m, m.to, q)?;
+        if !inserted {
+            change_balance(conn, m, m.to, q)?;
+        }
     }
     if let Some(last) = p.movements.last() {
         super::group::set_last_movement(last.seq);
@@ -1320,6 +1482,27 @@ pub fn stock(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
 pub fn all_balances(conn: &mut DbConn) -> Result<Vec<(Uuid, Uuid, Location, Quantity)>> {
     let rows: Vec<BalanceCols> = balances::table.select(BALANCE_COLS).load(conn)?;
     rows.into_iter().map(balance).collect()
+}
+
+/// Positions whose place in FEFO order (`balances.fefo`) is not their lot's, for the
+/// integrity check: allocation would hand them out of turn. The key as SQL writes it
+/// (`UpsertBalance`) against the one written with the posting (`fefo_key`).
+pub fn positions_out_of_fefo_order(conn: &mut DbConn) -> Result<Vec<(Uuid, Location)>> {
+    let rows: Vec<(String, String, String)> = balances::table
+        .inner_join(lots::table)
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "balances.fefo <> (CASE WHEN lots.expiry_date IS NULL THEN '1' \
+             ELSE '0' || lots.expiry_date END) || lots.created_at || lots.id",
+        ))
+        .select((
+            balances::lot_id,
+            balances::location_kind,
+            balances::location_id,
+        ))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(lot, kind, id)| Ok((parse_uuid(&lot)?, location(&kind, &id)?)))
+        .collect()
 }
 
 // ---------------------------------------------------------------- values

@@ -477,6 +477,11 @@ pub fn integrity_of(dbh: &Db) -> Result<IntegrityReport> {
                 ));
             }
         }
+        for (lot, loc) in db::positions_out_of_fefo_order(conn)? {
+            report.mismatched_balances.push(format!(
+                "lot {lot} at {loc}: its place in FEFO order is not its lot's"
+            ));
+        }
         let items: std::collections::BTreeSet<Uuid> =
             per_item.keys().chain(crossed.keys()).copied().collect();
         for item in items {
