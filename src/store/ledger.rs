@@ -1134,14 +1134,14 @@ fn new_positions(
 /// lots not new with it (those are `new_positions`), summed per lot; marks the movements
 /// whose increase they cover.
 fn open_transit(
-    document: Option<&Document>,
+    document: Option<Uuid>,
     movements: &[Movement],
     covered: &mut [bool],
 ) -> Option<OpenTransit> {
     let doc = document?;
     let mut rows: Vec<(String, String, i64)> = vec![];
     for (m, covered) in movements.iter().zip(covered.iter_mut()) {
-        if *covered || m.to != Location::transit(doc.id) {
+        if *covered || m.to != Location::transit(doc) {
             continue;
         }
         *covered = true;
@@ -1152,7 +1152,7 @@ fn open_transit(
         }
     }
     (!rows.is_empty()).then(|| OpenTransit {
-        document: doc.id.to_string(),
+        document: doc.to_string(),
         rows,
     })
 }
@@ -1179,7 +1179,7 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
     let lots: Vec<LotRow> = p.lots.iter().map(LotRow::from).collect();
     let moves: Vec<MoveRow> = p.movements.iter().map(MoveRow::from).collect();
     let (created, mut inserted) = new_positions(p.movements, p.lots, &lots);
-    let transit = open_transit(p.new_document, p.movements, &mut inserted);
+    let transit = open_transit(p.new_document.map(|d| d.id), p.movements, &mut inserted);
     let event = super::audit::sealed(conn, p.event)?;
     match conn {
         DbConn::Postgres(c)
@@ -1587,4 +1587,111 @@ pub fn purge_idempotent(conn: &mut DbConn, before: DateTime<Utc>) -> Result<usiz
         diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(ts(before))))
             .execute(conn)?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::decimal::{Money, Quantity, UnitValue};
+
+    fn mv(lot: Uuid, from: Location, to: Location, milli: i64) -> Movement {
+        Movement {
+            seq: 1,
+            document_id: Uuid::nil(),
+            document_type: DocType::Receipt,
+            line_no: 1,
+            item_id: Uuid::nil(),
+            lot_id: lot,
+            quantity: Quantity::from_scaled(milli),
+            from,
+            to,
+            unit_value: UnitValue::parse("1").unwrap(),
+            value: Money::parse("1").unwrap(),
+            value_id: None,
+            occurred_at: Utc::now(),
+            recorded_at: Utc::now(),
+            recorded_by: Uuid::nil(),
+            reverses_seq: None,
+        }
+    }
+
+    fn lot(id: Uuid, expiry: Option<&str>) -> Lot {
+        Lot {
+            id,
+            item_id: Uuid::nil(),
+            lot_number: None,
+            expiry_date: expiry.map(|e| e.parse().unwrap()),
+            manufactured_on: None,
+            donor_id: Uuid::nil(),
+            pledge_id: None,
+            pledge_line_no: None,
+            receipt_id: Uuid::nil(),
+            earmark: None,
+            on_hold: false,
+            hold_reason: None,
+            created_at: Utc::now(),
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_posting_opens_one_position_per_new_lot_and_place_and_leaves_the_rest() {
+        let (new, old) = (Uuid::now_v7(), Uuid::now_v7());
+        let (donor, wh) = (
+            Location::donor(Uuid::now_v7()),
+            Location::warehouse(Uuid::now_v7()),
+        );
+        let new_lots = [lot(new, Some("2027-03-01"))];
+        let rows: Vec<LotRow> = new_lots.iter().map(LotRow::from).collect();
+        let moves = [
+            mv(new, donor, wh, 1_000),
+            mv(new, donor, wh, 500),
+            mv(old, donor, wh, 7),
+        ];
+        let (created, covered) = new_positions(&moves, &new_lots, &rows);
+        assert_eq!(covered, [true, true, false]);
+        assert_eq!(created.len(), 1);
+        assert_eq!(created[0].quantity_milli, 1_500);
+        assert_eq!(created[0].location_id, wh.id.to_string());
+        assert!(
+            created[0].fefo.starts_with("02027-03-01"),
+            "{}",
+            created[0].fefo
+        );
+        assert!(created[0].fefo.ends_with(&new.to_string()));
+        let no_expiry = LotRow::from(&lot(new, None));
+        assert!(
+            fefo_key(&no_expiry).starts_with('1'),
+            "undated lots go last"
+        );
+    }
+
+    #[test]
+    fn a_new_document_opens_its_own_transit_once_per_lot() {
+        let (doc, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let wh = Location::warehouse(Uuid::now_v7());
+        let moves = [
+            mv(a, wh, Location::transit(doc), 2_000),
+            mv(b, wh, Location::transit(doc), 1_000),
+            mv(a, wh, Location::transit(doc), 250),
+            mv(a, wh, Location::transit(other), 9),
+        ];
+        let mut covered = vec![false; moves.len()];
+        let t = open_transit(Some(doc), &moves, &mut covered).unwrap();
+        assert_eq!(covered, [true, true, true, false]);
+        assert_eq!(t.document, doc.to_string());
+        assert_eq!(
+            t.rows,
+            [
+                (a.to_string(), Uuid::nil().to_string(), 2_250),
+                (b.to_string(), Uuid::nil().to_string(), 1_000),
+            ]
+        );
+        let mut none = vec![false; moves.len()];
+        assert!(
+            open_transit(None, &moves, &mut none).is_none(),
+            "an existing document's transit may exist"
+        );
+    }
 }
