@@ -347,29 +347,15 @@ impl RollForward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::decimal::UnitValue;
-    use crate::domain::ledger::document::DocType;
     use crate::domain::ledger::location::Location;
+    use crate::domain::ledger::movement::sample;
     use uuid::Uuid;
 
     fn mv(from: Location, to: Location, qty: &str, value: &str, reverses: Option<i64>) -> Movement {
         Movement {
-            seq: 1,
-            document_id: Uuid::nil(),
-            document_type: DocType::Receipt,
-            line_no: 1,
-            item_id: Uuid::nil(),
-            lot_id: Uuid::nil(),
-            quantity: Quantity::parse(qty).unwrap(),
-            from,
-            to,
-            unit_value: UnitValue::ZERO,
             value: Money::parse(value).unwrap(),
-            value_id: None,
-            occurred_at: Utc::now(),
-            recorded_at: Utc::now(),
-            recorded_by: Uuid::nil(),
             reverses_seq: reverses,
+            ..sample(Uuid::nil(), from, to, Quantity::parse(qty).unwrap())
         }
     }
 

@@ -1592,46 +1592,13 @@ pub fn purge_idempotent(conn: &mut DbConn, before: DateTime<Utc>) -> Result<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::decimal::{Money, Quantity, UnitValue};
 
     fn mv(lot: Uuid, from: Location, to: Location, milli: i64) -> Movement {
-        Movement {
-            seq: 1,
-            document_id: Uuid::nil(),
-            document_type: DocType::Receipt,
-            line_no: 1,
-            item_id: Uuid::nil(),
-            lot_id: lot,
-            quantity: Quantity::from_scaled(milli),
-            from,
-            to,
-            unit_value: UnitValue::parse("1").unwrap(),
-            value: Money::parse("1").unwrap(),
-            value_id: None,
-            occurred_at: Utc::now(),
-            recorded_at: Utc::now(),
-            recorded_by: Uuid::nil(),
-            reverses_seq: None,
-        }
+        crate::domain::ledger::movement::sample(lot, from, to, Quantity::from_scaled(milli))
     }
 
     fn lot(id: Uuid, expiry: Option<&str>) -> Lot {
-        Lot {
-            id,
-            item_id: Uuid::nil(),
-            lot_number: None,
-            expiry_date: expiry.map(|e| e.parse().unwrap()),
-            manufactured_on: None,
-            donor_id: Uuid::nil(),
-            pledge_id: None,
-            pledge_line_no: None,
-            receipt_id: Uuid::nil(),
-            earmark: None,
-            on_hold: false,
-            hold_reason: None,
-            created_at: Utc::now(),
-            version: 1,
-        }
+        crate::domain::ledger::lot::sample(id, Uuid::nil(), expiry)
     }
 
     #[test]

@@ -76,6 +76,27 @@ pub struct Lot {
     pub version: i64,
 }
 
+/// A usable lot for tests: no number, donor, receipt or earmark, created now.
+#[cfg(test)]
+pub(crate) fn sample(id: Uuid, item: Uuid, expiry: Option<&str>) -> Lot {
+    Lot {
+        id,
+        item_id: item,
+        lot_number: None,
+        expiry_date: expiry.map(|e| e.parse().unwrap()),
+        manufactured_on: None,
+        donor_id: Uuid::nil(),
+        pledge_id: None,
+        pledge_line_no: None,
+        receipt_id: Uuid::nil(),
+        earmark: None,
+        on_hold: false,
+        hold_reason: None,
+        created_at: Utc::now(),
+        version: 1,
+    }
+}
+
 /// Why a lot cannot be used for a shipment or transfer.
 pub fn unusable_reason(lot: &Lot, on: NaiveDate, recipient: Option<&Recipient>) -> Option<String> {
     if lot.on_hold {

@@ -131,6 +131,29 @@ pub fn reversal_of(
         .collect()
 }
 
+/// A movement for tests: number 1 of a receipt's first line, item nil, valued at zero.
+#[cfg(test)]
+pub(crate) fn sample(lot: Uuid, from: Location, to: Location, quantity: Quantity) -> Movement {
+    Movement {
+        seq: 1,
+        document_id: Uuid::nil(),
+        document_type: DocType::Receipt,
+        line_no: 1,
+        item_id: Uuid::nil(),
+        lot_id: lot,
+        quantity,
+        from,
+        to,
+        unit_value: UnitValue::ZERO,
+        value: Money::ZERO,
+        value_id: None,
+        occurred_at: Utc::now(),
+        recorded_at: Utc::now(),
+        recorded_by: Uuid::nil(),
+        reverses_seq: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,22 +164,9 @@ mod tests {
 
     fn mv(lot: Uuid, from: Location, to: Location, qty: &str) -> Movement {
         Movement {
-            seq: 1,
-            document_id: Uuid::nil(),
-            document_type: DocType::Receipt,
-            line_no: 1,
-            item_id: Uuid::nil(),
-            lot_id: lot,
-            quantity: q(qty),
-            from,
-            to,
             unit_value: UnitValue::parse("2").unwrap(),
             value: Money::parse("20").unwrap(),
-            value_id: None,
-            occurred_at: Utc::now(),
-            recorded_at: Utc::now(),
-            recorded_by: Uuid::nil(),
-            reverses_seq: None,
+            ..sample(lot, from, to, q(qty))
         }
     }
 

@@ -314,20 +314,8 @@ mod tests {
 
     fn lot(item: Uuid, expiry: Option<&str>, age: i64) -> Lot {
         Lot {
-            id: Uuid::new_v4(),
-            item_id: item,
-            lot_number: None,
-            expiry_date: expiry.map(|e| e.parse().unwrap()),
-            manufactured_on: None,
-            donor_id: Uuid::nil(),
-            pledge_id: None,
-            pledge_line_no: None,
-            receipt_id: Uuid::nil(),
-            earmark: None,
-            on_hold: false,
-            hold_reason: None,
             created_at: Utc::now() - Duration::days(age),
-            version: 1,
+            ..crate::domain::ledger::lot::sample(Uuid::new_v4(), item, expiry)
         }
     }
 
@@ -478,21 +466,14 @@ mod tests {
         let lot2 = Uuid::new_v4();
         let m = |lot: Uuid, line: i32, qty: &str| Movement {
             seq: 0,
-            document_id: Uuid::nil(),
             document_type: DocType::Shipment,
             line_no: line,
-            item_id: Uuid::nil(),
-            lot_id: lot,
-            quantity: q(qty),
-            from: Location::warehouse(Uuid::nil()),
-            to: Location::transit(Uuid::nil()),
-            unit_value: UnitValue::ZERO,
-            value: Money::ZERO,
-            value_id: None,
-            occurred_at: Utc::now(),
-            recorded_at: Utc::now(),
-            recorded_by: Uuid::nil(),
-            reverses_seq: None,
+            ..crate::domain::ledger::movement::sample(
+                lot,
+                Location::warehouse(Uuid::nil()),
+                Location::transit(Uuid::nil()),
+                q(qty),
+            )
         };
         let transit = [m(lot1, 1, "6"), m(lot2, 1, "4"), m(lot1, 2, "5")];
         let split = split_delivery(&transit, &HashMap::from([(1, q("5"))])).unwrap();
