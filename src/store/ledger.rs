@@ -748,6 +748,12 @@ macro_rules! hand_written_statement {
     };
 }
 
+/// A lot's place in FEFO order, over a row of `lots` (migration 000007): lots without an
+/// expiry date last, then by expiry, creation and id. Every statement that writes or checks
+/// a position's `fefo` uses this; `fefo_key` is the same in Rust.
+const LOT_FEFO_KEY: &str = "(CASE WHEN lots.expiry_date IS NULL THEN '1' \
+                            ELSE '0' || lots.expiry_date END) || lots.created_at || lots.id";
+
 /// Adds to a balance, creating it if new with its lot's place in FEFO order (`fefo`, see
 /// migration 000007), which only the lot knows: hence INSERT … SELECT from the lot rather
 /// than VALUES. Written by hand because diesel's DSL does not spell an upsert from a SELECT,
@@ -776,10 +782,9 @@ hand_written_statement!(UpsertBalance, |self, out| {
     out.push_bind_param::<Text, str>(self.item)?;
     out.push_sql(", ");
     out.push_bind_param::<BigInt, i64>(&self.delta)?;
-    out.push_sql(
-        ", (CASE WHEN expiry_date IS NULL THEN '1' ELSE '0' || expiry_date END) \
-         || created_at || id FROM lots WHERE id = ",
-    );
+    out.push_sql(", ");
+    out.push_sql(LOT_FEFO_KEY);
+    out.push_sql(" FROM lots WHERE id = ");
     out.push_bind_param::<Text, str>(self.lot)?;
     out.push_sql(
         " ON CONFLICT (lot_id, location_kind, location_id) \
@@ -833,10 +838,9 @@ where
             out.push_bind_param::<Text, str>(item)?;
             out.push_sql(", ");
             out.push_bind_param::<BigInt, i64>(q)?;
-            out.push_sql(
-                ", (SELECT (CASE WHEN expiry_date IS NULL THEN '1' ELSE '0' || expiry_date END) \
-                 || created_at || id FROM lots WHERE id = ",
-            );
+            out.push_sql(", (SELECT ");
+            out.push_sql(LOT_FEFO_KEY);
+            out.push_sql(" FROM lots WHERE id = ");
             out.push_bind_param::<Text, str>(lot)?;
             out.push_sql("))");
         }
@@ -1084,9 +1088,8 @@ struct NewPosition {
     fefo: String,
 }
 
-/// A lot's place in FEFO order, as `UpsertBalance` writes it in SQL (migration 000007):
-/// lots without an expiry date last, then by expiry, creation and id. The integrity check
-/// holds the two to each other (`positions_out_of_fefo_order`).
+/// A lot's place in FEFO order, as `LOT_FEFO_KEY` writes it in SQL. The integrity check holds
+/// the two to each other (`positions_out_of_fefo_order`).
 fn fefo_key(lot: &LotRow) -> String {
     match &lot.expiry_date {
         None => format!("1{}{}", lot.created_at, lot.id),
@@ -1485,15 +1488,14 @@ pub fn all_balances(conn: &mut DbConn) -> Result<Vec<(Uuid, Uuid, Location, Quan
 }
 
 /// Positions whose place in FEFO order (`balances.fefo`) is not their lot's, for the
-/// integrity check: allocation would hand them out of turn. The key as SQL writes it
-/// (`UpsertBalance`) against the one written with the posting (`fefo_key`).
+/// integrity check: allocation would hand them out of turn. Catches a key that `fefo_key`
+/// wrote differently from `LOT_FEFO_KEY`.
 pub fn positions_out_of_fefo_order(conn: &mut DbConn) -> Result<Vec<(Uuid, Location)>> {
     let rows: Vec<(String, String, String)> = balances::table
         .inner_join(lots::table)
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-            "balances.fefo <> (CASE WHEN lots.expiry_date IS NULL THEN '1' \
-             ELSE '0' || lots.expiry_date END) || lots.created_at || lots.id",
-        ))
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "balances.fefo <> {LOT_FEFO_KEY}"
+        )))
         .select((
             balances::lot_id,
             balances::location_kind,

@@ -8,6 +8,26 @@ use serde_json::{json, Value};
 
 use crate::helpers::{Resp, TestApp};
 
+/// An audit event that a test writes straight through the store's writer.
+fn raw_event(
+    action: &str,
+    entity_id: String,
+    after: Option<String>,
+) -> relief_ledger::domain::audit::NewEvent {
+    relief_ledger::domain::audit::NewEvent {
+        occurred_at: chrono::Utc::now(),
+        actor_id: uuid::Uuid::nil().to_string(),
+        actor_name: "writer test".into(),
+        actor_role: "admin".into(),
+        action: action.into(),
+        entity_type: "test".into(),
+        entity_id,
+        request_id: None,
+        before: None,
+        after,
+    }
+}
+
 fn setup(app: &TestApp) -> (String, String, String) {
     let item = app
         .post("/api/v1/items", &app.admin, json!({"code": "SPRAY", "name": "酒精喷雾", "category": "disinfectant", "base_unit": "bottle"}))
@@ -384,7 +404,6 @@ impl Gate {
 /// that holds the writer; when the refusal comes back, their group's COMMIT has happened.
 #[test]
 fn a_refused_write_is_answered_after_its_group_commits() {
-    use relief_ledger::domain::audit::NewEvent;
     use relief_ledger::error::Error;
     use relief_ledger::store::{self, Db};
 
@@ -396,21 +415,7 @@ fn a_refused_write_is_answered_after_its_group_commits() {
         let db_ = &db;
         let first = s.spawn(move || {
             db_.write(move |c| {
-                store::audit::append(
-                    c,
-                    NewEvent {
-                        occurred_at: chrono::Utc::now(),
-                        actor_id: uuid::Uuid::nil().to_string(),
-                        actor_name: "group test".into(),
-                        actor_role: "admin".into(),
-                        action: "group.first".into(),
-                        entity_type: "test".into(),
-                        entity_id: "first".into(),
-                        request_id: None,
-                        before: None,
-                        after: None,
-                    },
-                )?;
+                store::audit::append(c, raw_event("group.first", "first".into(), None))?;
                 gate.pass();
                 Ok(())
             })
@@ -450,23 +455,17 @@ fn a_refused_write_is_answered_after_its_group_commits() {
 #[test]
 fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
     use diesel::connection::SimpleConnection;
-    use relief_ledger::domain::audit::NewEvent;
     use relief_ledger::error::Error;
     use relief_ledger::store::{self, Db};
 
     let app = TestApp::spawn();
     let db = Db::open(&app.db_url, 4).unwrap();
-    let event = |action: &str, i: usize| NewEvent {
-        occurred_at: chrono::Utc::now(),
-        actor_id: uuid::Uuid::nil().to_string(),
-        actor_name: "group test".into(),
-        actor_role: "admin".into(),
-        action: action.into(),
-        entity_type: "test".into(),
-        entity_id: format!("writer-{i}"),
-        request_id: None,
-        before: None,
-        after: Some(json!({"writer": i}).to_string()),
+    let event = |action: &str, i: usize| {
+        raw_event(
+            action,
+            format!("writer-{i}"),
+            Some(json!({"writer": i}).to_string()),
+        )
     };
     let queued = 24;
     let groups_before = db.groups_committed();
@@ -554,27 +553,12 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
 #[test]
 fn a_write_acknowledged_after_an_unreported_failure_is_stored() {
     use diesel::connection::SimpleConnection;
-    use relief_ledger::domain::audit::NewEvent;
     use relief_ledger::store::{self, Db};
 
     let app = TestApp::spawn();
     let db = Db::open(&app.db_url, 4).unwrap();
     let answer = db.write(|c| {
-        store::audit::append(
-            c,
-            NewEvent {
-                occurred_at: chrono::Utc::now(),
-                actor_id: uuid::Uuid::nil().to_string(),
-                actor_name: "unreported failure test".into(),
-                actor_role: "admin".into(),
-                action: "unreported.failure".into(),
-                entity_type: "test".into(),
-                entity_id: "writer".into(),
-                request_id: None,
-                before: None,
-                after: None,
-            },
-        )?;
+        store::audit::append(c, raw_event("unreported.failure", "writer".into(), None))?;
         // The error is dropped on purpose: a bug of this kind is what is guarded against.
         let _ = c.batch_execute("SELECT * FROM no_such_table");
         Ok(())
@@ -608,7 +592,6 @@ fn a_write_acknowledged_after_an_unreported_failure_is_stored() {
 /// past the whole load (338 MiB).
 #[test]
 fn the_wal_stays_bounded_under_a_long_write_load() {
-    use relief_ledger::domain::audit::NewEvent;
     use relief_ledger::store::{self, Db};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -635,18 +618,11 @@ fn the_wal_stays_bounded_under_a_long_write_load() {
                 let (db, blob) = (&db, &blob);
                 s.spawn(move || {
                     for i in 0..each {
-                        let event = NewEvent {
-                            occurred_at: chrono::Utc::now(),
-                            actor_id: uuid::Uuid::nil().to_string(),
-                            actor_name: "wal test".into(),
-                            actor_role: "admin".into(),
-                            action: "wal.load".into(),
-                            entity_type: "test".into(),
-                            entity_id: format!("writer-{w}-{i}"),
-                            request_id: None,
-                            before: None,
-                            after: Some(json!({ "blob": blob }).to_string()),
-                        };
+                        let event = raw_event(
+                            "wal.load",
+                            format!("writer-{w}-{i}"),
+                            Some(json!({ "blob": blob }).to_string()),
+                        );
                         db.write(move |c| {
                             store::audit::append(c, event.clone())?;
                             Ok(())
