@@ -4,9 +4,10 @@
 //! * Within a group (one transaction, which holds the only write lock): the audit chain's
 //!   head and the last movement number, which the group's own writes move, and the stock
 //!   positions read (a shipment's allocation reads the positions its plan check would read
-//!   again); a position is forgotten as soon as a write changes it. All forgotten when a
-//!   write fails (its savepoint, or the group, is rolled back) and when the group ends
-//!   (another node or process may write before the next one).
+//!   again); a position is forgotten as soon as a write changes it. A write that fails
+//!   puts back the head and number it found (`write_undone`) and the positions are
+//!   forgotten; all is forgotten when the group starts over or ends (another node or
+//!   process may write before the next one).
 //! * Across groups: master records (items and their values, warehouses, donors,
 //!   recipients, the latest closed period). Kept while `master_generation.n` is what it
 //!   was: triggers on those tables add one to it in the transaction of any change, by this
@@ -111,12 +112,6 @@ pub(super) fn end() {
         s.in_group = false;
         s.forget_group();
     });
-}
-
-/// A write failed: what it wrote is rolled back, and with it what the group wrote if the
-/// group starts over.
-pub(super) fn write_failed() {
-    STATE.with_borrow_mut(State::forget_group);
 }
 
 /// What a write may move of what the group remembers, taken before the write runs.

@@ -1161,8 +1161,9 @@ fn open_transit(
 }
 
 /// Most rows of one table in one statement: PostgreSQL allows 65 535 bind parameters, and
-/// a posting's one statement with this many lots (14 each), movements (18) and its lines
-/// (10, at most 200) binds about 18 000.
+/// a posting's one statement with this many lots (14 each), lines (10), movements (18) and
+/// positions opened (6, or 5 in a transit; never more than the movements) binds at most
+/// 24 000.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Writes a posting, then moves the stock positions its movements change (the guard that

@@ -409,14 +409,10 @@ fn writer(
                             group::write_undone(mark);
                             Ok(count)
                         }
-                        Ok(false) => {
-                            group::write_failed();
-                            start_over(&mut conn, &mut group, &mut failed)
-                        }
-                        Err(e) => {
-                            group::write_failed();
-                            Err(e)
-                        }
+                        // What the group remembered goes with its transaction: the group
+                        // starts over (`group::begin`) or is given up (`group::end`).
+                        Ok(false) => start_over(&mut conn, &mut group, &mut failed),
+                        Err(e) => Err(e),
                     };
                     // Nothing of it is in the transaction either way; it is answered with
                     // the others.
