@@ -84,6 +84,7 @@ pub fn connect(url: &str) -> Result<DbConn, diesel::ConnectionError> {
     match Backend::of_url(url) {
         Backend::Postgres => Ok(DbConn::Postgres(PgConnection::establish(url)?)),
         Backend::Sqlite => {
+            configure_sqlite();
             let mut conn = SqliteConnection::establish(sqlite_path(url))?;
             // synchronous=FULL: an acknowledged commit survives power loss, not just a crash.
             // No automatic checkpoints: they would run inside a writer's COMMIT, with every
@@ -100,6 +101,37 @@ pub fn connect(url: &str) -> Result<DbConn, diesel::ConnectionError> {
             Ok(DbConn::Sqlite(conn))
         }
     }
+}
+
+/// SQLite's process-wide settings, made once before its first connection (SQLite takes them
+/// only before it initializes). Both spare every call into SQLite a mutex that this service
+/// does not need (taking and releasing them was ~6% of the writer thread's samples under load,
+/// docs/performance.md):
+///
+/// * multi-thread mode: no lock on each connection, which SQLite's default (serialized)
+///   takes for every call. A connection here is only ever used by one thread at a time
+///   (diesel's connections are not `Sync`, and the pool lends each to one caller).
+/// * no memory statistics: SQLite's default counts every allocation under a global lock,
+///   for `sqlite3_memory_used`, which nothing here reads.
+///
+/// If SQLite was initialized first (by another library in the same process), the calls are
+/// refused and it runs as it would have; nothing depends on them.
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use libsqlite3_sys as ffi;
+        // Safety: sqlite3_config is safe to call before sqlite3_initialize, and returns
+        // SQLITE_MISUSE (changing nothing) after it.
+        let rc = unsafe {
+            [
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MULTITHREAD),
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int),
+            ]
+        };
+        if rc.iter().any(|&rc| rc != ffi::SQLITE_OK) {
+            tracing::warn!(?rc, "SQLite was initialized before it could be configured");
+        }
+    });
 }
 
 impl diesel::r2d2::ManageConnection for Manager {
@@ -619,6 +651,7 @@ impl Db {
 /// the pages it changes in memory, not in a temporary file opened, written and deleted for
 /// every write (seen as half of the writer's system calls, docs/performance.md).
 fn writer_connection(url: &str) -> Result<DbConn> {
+    configure_sqlite();
     let through_buffer = match Backend::of_url(url) {
         Backend::Sqlite if wal_buffer::install() => {
             Some(with_vfs(sqlite_path(url), wal_buffer::NAME))
