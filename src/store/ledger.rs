@@ -908,6 +908,17 @@ hand_written_statement!(EmptyBalance, |self, out| {
     Ok(())
 });
 
+/// What a write hears when a position holds less than it takes (in thousandths).
+fn short_of(lot: Uuid, at: Location, take: i64) -> Error {
+    Error::Conflict {
+        field: None,
+        detail: format!(
+            "lot {lot} has less than {} at {at}",
+            Quantity::from_scaled(take)
+        ),
+    }
+}
+
 /// Moves the stock position a movement changes on one side. Only stock-holding places
 /// (warehouses, transits) have positions: what left a donor or reached a recipient is the
 /// sum of their movements, which the reports read. A decrease takes from a position that
@@ -948,14 +959,7 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
                 return Ok(());
             }
         }
-        return Err(Error::Conflict {
-            field: None,
-            detail: format!(
-                "lot {} has less than {} at {loc}",
-                m.lot_id,
-                Quantity::from_scaled(take)
-            ),
-        });
+        return Err(short_of(m.lot_id, loc, take));
     }
     let item = m.item_id.to_string();
     let upsert = UpsertBalance {
@@ -1160,20 +1164,50 @@ fn open_transit(
     })
 }
 
+/// The stock `movements` take from stock-holding places, summed per position (lot, place),
+/// in the order first met, to be taken all at once before any increase: `None` if one of
+/// them adds to a position that one of them takes from (a reversal of a delivered shipment
+/// puts stock back into its transit and takes it out again), which must go in the
+/// movements' order. PostgreSQL cannot change one row twice in one statement, so a posting
+/// that takes from a position twice (two lines of one lot) takes the sum once; the guard
+/// holds as well, since both takes succeed together exactly when the position holds
+/// their sum.
+fn takes(movements: &[Movement]) -> Option<Vec<(Uuid, Location, i64)>> {
+    let adds_to_a_take = movements.iter().any(|m| {
+        m.from.holds_stock()
+            && movements
+                .iter()
+                .any(|other| other.lot_id == m.lot_id && other.to == m.from)
+    });
+    if adds_to_a_take {
+        return None;
+    }
+    let mut out: Vec<(Uuid, Location, i64)> = vec![];
+    for m in movements.iter().filter(|m| m.from.holds_stock()) {
+        let q = m.quantity.to_scaled();
+        match out.iter_mut().find(|t| t.0 == m.lot_id && t.1 == m.from) {
+            Some(t) => t.2 += q,
+            None => out.push((m.lot_id, m.from, q)),
+        }
+    }
+    Some(out)
+}
+
 /// Most rows of one table in one statement: PostgreSQL allows 65 535 bind parameters, and
-/// a posting's one statement with this many lots (14 each), lines (10), movements (18) and
-/// positions opened (6, or 5 in a transit; never more than the movements) binds at most
-/// 24 000.
+/// a posting's one statement with this many lots (14 each), lines (10), movements (18),
+/// positions opened (6, or 5 in a transit) and positions taken from (9; neither ever more
+/// than the movements) binds at most 28 500.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Writes a posting, then moves the stock positions its movements change (the guard that
-/// refuses an overdraft is in those statements). On PostgreSQL the inserts go as one
-/// statement (`WITH new_doc AS (INSERT …), new_lots AS (INSERT …), … INSERT INTO audit_events …`):
-/// one round trip instead of five, in a write whose time is its round trips
-/// (docs/performance.md). PostgreSQL checks the foreign keys at the end of that statement,
-/// so its parts may refer to one another. SQLite runs them one by one, each a cached
-/// prepared statement, as does PostgreSQL for a posting with more rows than
-/// `ROWS_PER_STATEMENT`.
+/// Writes a posting and moves the stock positions its movements change (the guard that
+/// refuses an overdraft is in the statements that take stock). On PostgreSQL the inserts
+/// and the takes go as one statement (`WITH new_doc AS (INSERT …), …, take_0 AS (UPDATE
+/// …), empty_0 AS (DELETE …), new_event AS (INSERT …) SELECT …`): one round trip instead
+/// of one per table and one per position taken from, in a write whose time is its round
+/// trips (docs/performance.md); only increases of positions that exist already follow it.
+/// PostgreSQL checks the foreign keys at the end of that statement, so its parts may refer
+/// to one another. SQLite runs them one by one, each a cached prepared statement, as does
+/// PostgreSQL for a posting with more rows than `ROWS_PER_STATEMENT`.
 pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::AuditEvent> {
     let doc = p.new_document.map(DocRow::from);
     let lines: Vec<LineRow> = p
@@ -1185,35 +1219,79 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
     let (created, mut inserted) = new_positions(p.movements, p.lots, &lots);
     let transit = open_transit(p.new_document.map(|d| d.id), p.movements, &mut inserted);
     let event = super::audit::sealed(conn, p.event)?;
+    let in_one_statement = matches!(conn, DbConn::Postgres(_))
+        && lines.len().max(lots.len()).max(moves.len()) <= ROWS_PER_STATEMENT;
+    let taken = takes(p.movements).filter(|_| in_one_statement);
     match conn {
-        DbConn::Postgres(c)
-            if lines.len().max(lots.len()).max(moves.len()) <= ROWS_PER_STATEMENT =>
-        {
-            let mut ctes: Vec<(&str, PgPart)> = vec![];
+        DbConn::Postgres(c) if in_one_statement => {
+            let taken = taken.as_deref().unwrap_or_default();
+            let keys: Vec<(String, String)> = taken
+                .iter()
+                .map(|(lot, at, _)| (lot.to_string(), at.id.to_string()))
+                .collect();
+            let mut ctes: Vec<(String, PgPart)> = vec![];
             if let Some(d) = &doc {
                 ctes.push((
-                    "new_doc",
+                    "new_doc".into(),
                     Box::new(diesel::insert_into(documents::table).values(d)),
                 ));
             }
             if !lots.is_empty() {
-                ctes.push(("new_lots", cte_insert!(lots::table, &lots)));
+                ctes.push(("new_lots".into(), cte_insert!(lots::table, &lots)));
             }
             if !lines.is_empty() {
-                ctes.push(("new_lines", cte_insert!(document_lines::table, &lines)));
+                ctes.push((
+                    "new_lines".into(),
+                    cte_insert!(document_lines::table, &lines),
+                ));
             }
             if !moves.is_empty() {
-                ctes.push(("new_moves", cte_insert!(movements::table, &moves)));
+                ctes.push(("new_moves".into(), cte_insert!(movements::table, &moves)));
             }
             if !created.is_empty() {
-                ctes.push(("new_positions", cte_insert!(balances::table, &created)));
+                ctes.push((
+                    "new_positions".into(),
+                    cte_insert!(balances::table, &created),
+                ));
             }
             if let Some(t) = &transit {
-                ctes.push(("new_transit", Box::new(t)));
+                ctes.push(("new_transit".into(), Box::new(t)));
             }
-            let last = Box::new(diesel::insert_into(audit_events::table).values(&event));
-            let s = OneStatement { ctes, last };
-            c.execute_returning_count(&s)?;
+            let audit = Box::new(diesel::insert_into(audit_events::table).values(&event));
+            if taken.is_empty() {
+                c.execute_returning_count(&OneStatement { ctes, last: audit })?;
+            } else {
+                // The decreases too: for each position two guarded parts, of which at most
+                // one matches (it holds more than the take, or exactly as much), and a last
+                // SELECT that says which positions matched neither. The other parts write
+                // regardless; the write's savepoint takes all of it back.
+                for (i, ((lot, at, take), (lot_id, place))) in taken.iter().zip(&keys).enumerate() {
+                    super::group::position_changing(*lot, *at);
+                    let (at, take) = (
+                        Position {
+                            lot: lot_id,
+                            kind: at.kind.as_str(),
+                            place,
+                        },
+                        *take,
+                    );
+                    ctes.push((
+                        format!("take_{i}"),
+                        Box::new(Returning1(TakeFromBalance { at, take })),
+                    ));
+                    ctes.push((
+                        format!("empty_{i}"),
+                        Box::new(Returning1(EmptyBalance { at, take })),
+                    ));
+                }
+                ctes.push(("new_event".into(), audit));
+                let last = Box::new(TakesMatched(taken.len()));
+                let matched: Vec<i64> = OneStatement { ctes, last }.get_result(c)?;
+                if let Some(i) = matched.iter().position(|&n| n != 1) {
+                    let (lot, at, take) = taken[i];
+                    return Err(short_of(lot, at, take));
+                }
+            }
         }
         _ => {
             if let Some(d) = &doc {
@@ -1243,7 +1321,9 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
     }
     for (m, inserted) in p.movements.iter().zip(inserted) {
         let q = m.quantity.to_scaled();
-        change_balance(conn, m, m.from, -q)?;
+        if taken.is_none() {
+            change_balance(conn, m, m.from, -q)?;
+        }
         if !inserted {
             change_balance(conn, m, m.to, q)?;
         }
@@ -1258,8 +1338,55 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
 /// last a data-modifying `WITH name AS (…)`. Prepared and kept when every part is (see
 /// `cte_insert!`); the statement cache keys it by its text.
 struct OneStatement<'a> {
-    ctes: Vec<(&'static str, PgPart<'a>)>,
+    ctes: Vec<(String, PgPart<'a>)>,
     last: PgPart<'a>,
+}
+
+/// What it returns when its last part is `TakesMatched`; other last parts return nothing
+/// and it is executed rather than loaded.
+impl diesel::query_builder::Query for OneStatement<'_> {
+    type SqlType = diesel::sql_types::Array<diesel::sql_types::BigInt>;
+}
+
+impl RunQueryDsl<diesel::PgConnection> for OneStatement<'_> {}
+
+/// A data-modifying statement as a part of `OneStatement` whose rows another part counts.
+struct Returning1<T>(T);
+
+impl<T: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
+    diesel::query_builder::QueryFragment<diesel::pg::Pg> for Returning1<T>
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(" RETURNING 1");
+        Ok(())
+    }
+}
+
+/// The last part of a posting's statement that takes stock from `.0` positions: for each,
+/// how many rows its two guarded parts (`take_i`, `empty_i`) changed, 1 if either matched.
+struct TakesMatched(usize);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for TakesMatched {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql("SELECT ARRAY[");
+        for i in 0..self.0 {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_sql(&format!(
+                "(SELECT count(*) FROM take_{i}) + (SELECT count(*) FROM empty_{i})"
+            ));
+        }
+        out.push_sql("]");
+        Ok(())
+    }
 }
 
 type PgPart<'a> = Box<dyn diesel::query_builder::QueryFragment<diesel::pg::Pg> + 'a>;
@@ -1663,5 +1790,33 @@ mod tests {
             open_transit(None, &moves, &mut none).is_none(),
             "an existing document's transit may exist"
         );
+    }
+
+    #[test]
+    fn a_posting_takes_once_from_each_position_the_sum_of_its_takes() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (wh, other, donor, rcp) = (
+            Location::warehouse(Uuid::now_v7()),
+            Location::warehouse(Uuid::now_v7()),
+            Location::donor(Uuid::now_v7()),
+            Location::recipient(Uuid::now_v7()),
+        );
+        let moves = [
+            mv(a, wh, rcp, 30_000),
+            mv(b, wh, rcp, 5_000),
+            mv(a, wh, rcp, 20_000),
+            mv(a, other, rcp, 1_000),
+            mv(b, donor, other, 7_000),
+        ];
+        assert_eq!(
+            takes(&moves),
+            Some(vec![(a, wh, 50_000), (b, wh, 5_000), (a, other, 1_000)]),
+            "summed per lot and place, in the order first met; nothing from a donor"
+        );
+        let transit = Location::transit(Uuid::now_v7());
+        let put_back_and_taken_again = [mv(a, rcp, transit, 1_000), mv(a, transit, wh, 1_000)];
+        assert_eq!(takes(&put_back_and_taken_again), None);
+        let another_lot = [mv(b, rcp, transit, 1_000), mv(a, transit, wh, 1_000)];
+        assert!(takes(&another_lot).is_some());
     }
 }

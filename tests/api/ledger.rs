@@ -108,7 +108,7 @@ pub(crate) fn masks_delivered(app: &TestApp, w: &World) -> Value {
 }
 
 /// Quantity on hand of an item at warehouse A, from the stock report's totals.
-fn on_hand(app: &TestApp, item: &str) -> String {
+pub(crate) fn on_hand(app: &TestApp, item: &str) -> String {
     let s = app
         .get(
             &format!(

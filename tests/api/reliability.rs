@@ -713,3 +713,90 @@ fn a_write_sees_the_stock_its_group_left() {
     );
     app.assert_ledger_ok();
 }
+
+/// The stock guard in the statements that post (on PostgreSQL inside the posting's one
+/// statement): a posting that takes more than a position holds is refused there, whatever
+/// the checks before it let through, and leaves nothing behind. Two takes of one position
+/// in one posting count together: 30 and 20 of 40 are refused though each alone would
+/// pass, and 20 and 20 empty the position.
+#[test]
+fn a_posting_that_overdraws_a_position_is_refused_at_the_guard_and_writes_nothing() {
+    use relief_ledger::domain::decimal::{Money, Quantity, UnitValue};
+    use relief_ledger::domain::ledger::{
+        document::DocType, location::Location, movement::Movement,
+    };
+    use relief_ledger::error::Error;
+    use relief_ledger::store::{self, ledger::Posting, Db};
+
+    use crate::ledger::{on_hand, receive, world};
+
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let r = receive(&app, &w, json!([{"item_id": w.spray, "quantity": "40"}]));
+    let uuid = |v: &Value| v.as_str().unwrap().parse::<uuid::Uuid>().unwrap();
+    let m = &r["movements"][0];
+    let (doc, item, lot) = (uuid(&r["id"]), uuid(&m["item_id"]), uuid(&m["lot_id"]));
+    let (warehouse, recipient) = (
+        Location::warehouse(app.warehouse_a),
+        Location::recipient(w.factory.parse().unwrap()),
+    );
+    let take = move |line_no: i32, quantity: &str| Movement {
+        seq: 0,
+        document_id: doc,
+        document_type: DocType::Receipt,
+        line_no,
+        item_id: item,
+        lot_id: lot,
+        quantity: Quantity::parse(quantity).unwrap(),
+        from: warehouse,
+        to: recipient,
+        unit_value: UnitValue::parse("0").unwrap(),
+        value: Money::parse("0").unwrap(),
+        value_id: None,
+        occurred_at: chrono::Utc::now(),
+        recorded_at: chrono::Utc::now(),
+        recorded_by: uuid::Uuid::nil(),
+        reverses_seq: None,
+    };
+    let db = Db::open(&app.db_url, 4).unwrap();
+    let post = |quantities: [&'static str; 2]| {
+        db.write(move |c| {
+            let mut ms = vec![take(1, quantities[0]), take(2, quantities[1])];
+            store::ledger::number_movements(c, &mut ms)?;
+            store::ledger::post(
+                c,
+                Posting {
+                    new_document: None,
+                    lots: &[],
+                    movements: &ms,
+                    event: raw_event("guard.take", lot.to_string(), None),
+                },
+            )?;
+            Ok(())
+        })
+    };
+    let events = || {
+        app.get(
+            "/api/v1/audit/events?action=guard.take&limit=10",
+            &app.auditor,
+        )
+        .ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    let refused = post(["30", "20"]);
+    assert!(
+        matches!(&refused, Err(Error::Conflict { detail, .. }) if detail.contains("has less than")),
+        "{refused:?}"
+    );
+    assert_eq!(on_hand(&app, &w.spray), "40");
+    assert_eq!(events(), 0);
+    app.assert_ledger_ok();
+
+    post(["20", "20"]).unwrap();
+    assert_eq!(on_hand(&app, &w.spray), "0");
+    assert_eq!(events(), 1);
+    app.assert_ledger_ok();
+}
