@@ -1818,5 +1818,10 @@ mod tests {
         assert_eq!(takes(&put_back_and_taken_again), None);
         let another_lot = [mv(b, rcp, transit, 1_000), mv(a, transit, wh, 1_000)];
         assert!(takes(&another_lot).is_some());
+        assert_eq!(
+            takes(&[mv(a, wh, wh, 1_000)]),
+            None,
+            "from and to one place"
+        );
     }
 }

@@ -716,9 +716,10 @@ fn a_write_sees_the_stock_its_group_left() {
 
 /// The stock guard in the statements that post (on PostgreSQL inside the posting's one
 /// statement): a posting that takes more than a position holds is refused there, whatever
-/// the checks before it let through, and leaves nothing behind. Two takes of one position
-/// in one posting count together: 30 and 20 of 40 are refused though each alone would
-/// pass, and 20 and 20 empty the position.
+/// the checks before it let through, names the position, and leaves nothing behind. Two
+/// takes of one position in one posting count together: 30 and 20 of 40 are refused
+/// though each alone would pass, and 20 and 20 empty the position. Of two positions, the
+/// short one is named (5 of 40 from one lot, 20 of 10 from the other).
 #[test]
 fn a_posting_that_overdraws_a_position_is_refused_at_the_guard_and_writes_nothing() {
     use relief_ledger::domain::decimal::{Money, Quantity, UnitValue};
@@ -732,15 +733,22 @@ fn a_posting_that_overdraws_a_position_is_refused_at_the_guard_and_writes_nothin
 
     let app = TestApp::spawn();
     let w = world(&app);
-    let r = receive(&app, &w, json!([{"item_id": w.spray, "quantity": "40"}]));
+    let r = receive(
+        &app,
+        &w,
+        json!([{"item_id": w.spray, "quantity": "40"}, {"item_id": w.spray, "quantity": "10"}]),
+    );
     let uuid = |v: &Value| v.as_str().unwrap().parse::<uuid::Uuid>().unwrap();
-    let m = &r["movements"][0];
-    let (doc, item, lot) = (uuid(&r["id"]), uuid(&m["item_id"]), uuid(&m["lot_id"]));
+    let (doc, item) = (uuid(&r["id"]), uuid(&r["movements"][0]["item_id"]));
+    let (forty, ten) = (
+        uuid(&r["movements"][0]["lot_id"]),
+        uuid(&r["movements"][1]["lot_id"]),
+    );
     let (warehouse, recipient) = (
         Location::warehouse(app.warehouse_a),
         Location::recipient(w.factory.parse().unwrap()),
     );
-    let take = move |line_no: i32, quantity: &str| Movement {
+    let take = move |line_no: i32, lot: uuid::Uuid, quantity: &str| Movement {
         seq: 0,
         document_id: doc,
         document_type: DocType::Receipt,
@@ -759,9 +767,12 @@ fn a_posting_that_overdraws_a_position_is_refused_at_the_guard_and_writes_nothin
         reverses_seq: None,
     };
     let db = Db::open(&app.db_url, 4).unwrap();
-    let post = |quantities: [&'static str; 2]| {
+    let post = |takes: [(uuid::Uuid, &'static str); 2]| {
         db.write(move |c| {
-            let mut ms = vec![take(1, quantities[0]), take(2, quantities[1])];
+            let mut ms = vec![
+                take(1, takes[0].0, takes[0].1),
+                take(2, takes[1].0, takes[1].1),
+            ];
             store::ledger::number_movements(c, &mut ms)?;
             store::ledger::post(
                 c,
@@ -769,7 +780,7 @@ fn a_posting_that_overdraws_a_position_is_refused_at_the_guard_and_writes_nothin
                     new_document: None,
                     lots: &[],
                     movements: &ms,
-                    event: raw_event("guard.take", lot.to_string(), None),
+                    event: raw_event("guard.take", doc.to_string(), None),
                 },
             )?;
             Ok(())
@@ -785,18 +796,22 @@ fn a_posting_that_overdraws_a_position_is_refused_at_the_guard_and_writes_nothin
             .unwrap()
             .len()
     };
+    let refused_for = |lot: uuid::Uuid, answer: Result<(), Error>| {
+        let short = format!("lot {lot} has less than");
+        assert!(
+            matches!(&answer, Err(Error::Conflict { detail, .. }) if detail.starts_with(&short)),
+            "{answer:?}"
+        );
+        assert_eq!(on_hand(&app, &w.spray), "50");
+        assert_eq!(events(), 0);
+        app.assert_ledger_ok();
+    };
 
-    let refused = post(["30", "20"]);
-    assert!(
-        matches!(&refused, Err(Error::Conflict { detail, .. }) if detail.contains("has less than")),
-        "{refused:?}"
-    );
-    assert_eq!(on_hand(&app, &w.spray), "40");
-    assert_eq!(events(), 0);
-    app.assert_ledger_ok();
+    refused_for(forty, post([(forty, "30"), (forty, "20")]));
+    refused_for(ten, post([(forty, "5"), (ten, "20")]));
 
-    post(["20", "20"]).unwrap();
-    assert_eq!(on_hand(&app, &w.spray), "0");
+    post([(forty, "20"), (forty, "20")]).unwrap();
+    assert_eq!(on_hand(&app, &w.spray), "10");
     assert_eq!(events(), 1);
     app.assert_ledger_ok();
 }
