@@ -1265,16 +1265,15 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
                 // one matches (it holds more than the take, or exactly as much), and a last
                 // SELECT that says which positions matched neither. The other parts write
                 // regardless; the write's savepoint takes all of it back.
-                for (i, ((lot, at, take), (lot_id, place))) in taken.iter().zip(&keys).enumerate() {
-                    super::group::position_changing(*lot, *at);
-                    let (at, take) = (
-                        Position {
-                            lot: lot_id,
-                            kind: at.kind.as_str(),
-                            place,
-                        },
-                        *take,
-                    );
+                for (i, (&(lot, place, take), (lot_id, place_id))) in
+                    taken.iter().zip(&keys).enumerate()
+                {
+                    super::group::position_changing(lot, place);
+                    let at = Position {
+                        lot: lot_id,
+                        kind: place.kind.as_str(),
+                        place: place_id,
+                    };
                     ctes.push((
                         format!("take_{i}"),
                         Box::new(Returning1(TakeFromBalance { at, take })),
