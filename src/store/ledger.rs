@@ -1257,39 +1257,40 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
             if let Some(t) = &transit {
                 ctes.push(("new_transit".into(), Box::new(t)));
             }
-            let audit = Box::new(diesel::insert_into(audit_events::table).values(&event));
-            if taken.is_empty() {
-                c.execute_returning_count(&OneStatement { ctes, last: audit })?;
-            } else {
-                // The decreases too: for each position two guarded parts, of which at most
-                // one matches (it holds more than the take, or exactly as much), and a last
-                // SELECT that says which positions matched neither. The other parts write
-                // regardless; the write's savepoint takes all of it back.
-                for (i, (&(lot, place, take), (lot_id, place_id))) in
-                    taken.iter().zip(&keys).enumerate()
-                {
-                    super::group::position_changing(lot, place);
-                    let at = Position {
-                        lot: lot_id,
-                        kind: place.kind.as_str(),
-                        place: place_id,
-                    };
-                    ctes.push((
-                        format!("take_{i}"),
-                        Box::new(Returning1(TakeFromBalance { at, take })),
-                    ));
-                    ctes.push((
-                        format!("empty_{i}"),
-                        Box::new(Returning1(EmptyBalance { at, take })),
-                    ));
-                }
-                ctes.push(("new_event".into(), audit));
-                let last = Box::new(TakesMatched(taken.len()));
-                let matched: Vec<i64> = OneStatement { ctes, last }.get_result(c)?;
-                if let Some(i) = matched.iter().position(|&n| n != 1) {
-                    let (lot, at, take) = taken[i];
-                    return Err(short_of(lot, at, take));
-                }
+            // The decreases: for each position two guarded parts, of which at most one
+            // matches (it holds more than the take, or exactly as much). The statement says
+            // which positions matched neither; its other parts write regardless, and the
+            // write's savepoint takes all of it back.
+            for (i, (&(lot, place, take), (lot_id, place_id))) in
+                taken.iter().zip(&keys).enumerate()
+            {
+                super::group::position_changing(lot, place);
+                let at = Position {
+                    lot: lot_id,
+                    kind: place.kind.as_str(),
+                    place: place_id,
+                };
+                ctes.push((
+                    format!("take_{i}"),
+                    Box::new(Returning1(TakeFromBalance { at, take })),
+                ));
+                ctes.push((
+                    format!("empty_{i}"),
+                    Box::new(Returning1(EmptyBalance { at, take })),
+                ));
+            }
+            ctes.push((
+                "new_event".into(),
+                Box::new(diesel::insert_into(audit_events::table).values(&event)),
+            ));
+            let statement = OneStatement {
+                ctes,
+                takes: taken.len(),
+            };
+            let matched: Vec<i64> = statement.get_result(c)?;
+            if let Some(i) = matched.iter().position(|&n| n != 1) {
+                let (lot, at, take) = taken[i];
+                return Err(short_of(lot, at, take));
             }
         }
         _ => {
@@ -1333,62 +1334,21 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
     Ok(super::audit::appended(event))
 }
 
-/// Statements that PostgreSQL runs as one, in one round trip and one snapshot: each but the
-/// last a data-modifying `WITH name AS (…)`. Prepared and kept when every part is (see
-/// `cte_insert!`); the statement cache keys it by its text.
+/// Statements that PostgreSQL runs as one, in one round trip and one snapshot: each a
+/// data-modifying `WITH name AS (…)`, then a SELECT of what each of the first `takes`
+/// positions' guarded parts (`take_i`, `empty_i`, see `post`) changed: 1 if either matched.
+/// Prepared and kept when every part is (see `cte_insert!`); the statement cache keys it
+/// by its text.
 struct OneStatement<'a> {
     ctes: Vec<(String, PgPart<'a>)>,
-    last: PgPart<'a>,
+    takes: usize,
 }
 
-/// What it returns when its last part is `TakesMatched`; other last parts return nothing
-/// and it is executed rather than loaded.
 impl diesel::query_builder::Query for OneStatement<'_> {
     type SqlType = diesel::sql_types::Array<diesel::sql_types::BigInt>;
 }
 
 impl RunQueryDsl<diesel::PgConnection> for OneStatement<'_> {}
-
-/// A data-modifying statement as a part of `OneStatement` whose rows another part counts.
-struct Returning1<T>(T);
-
-impl<T: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
-    diesel::query_builder::QueryFragment<diesel::pg::Pg> for Returning1<T>
-{
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        self.0.walk_ast(out.reborrow())?;
-        out.push_sql(" RETURNING 1");
-        Ok(())
-    }
-}
-
-/// The last part of a posting's statement that takes stock from `.0` positions: for each,
-/// how many rows its two guarded parts (`take_i`, `empty_i`) changed, 1 if either matched.
-struct TakesMatched(usize);
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for TakesMatched {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        out.push_sql("SELECT ARRAY[");
-        for i in 0..self.0 {
-            if i > 0 {
-                out.push_sql(", ");
-            }
-            out.push_sql(&format!(
-                "(SELECT count(*) FROM take_{i}) + (SELECT count(*) FROM empty_{i})"
-            ));
-        }
-        out.push_sql("]");
-        Ok(())
-    }
-}
-
-type PgPart<'a> = Box<dyn diesel::query_builder::QueryFragment<diesel::pg::Pg> + 'a>;
 
 impl diesel::query_builder::QueryId for OneStatement<'_> {
     type QueryId = ();
@@ -1407,9 +1367,37 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for OneStatement<'_> {
             part.walk_ast(out.reborrow())?;
             out.push_sql(") ");
         }
-        self.last.walk_ast(out.reborrow())
+        out.push_sql("SELECT ARRAY[");
+        for i in 0..self.takes {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_sql(&format!(
+                "(SELECT count(*) FROM take_{i}) + (SELECT count(*) FROM empty_{i})"
+            ));
+        }
+        out.push_sql("]::bigint[]");
+        Ok(())
     }
 }
+
+/// A data-modifying statement as a part of `OneStatement` whose rows another part counts.
+struct Returning1<T>(T);
+
+impl<T: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
+    diesel::query_builder::QueryFragment<diesel::pg::Pg> for Returning1<T>
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(" RETURNING 1");
+        Ok(())
+    }
+}
+
+type PgPart<'a> = Box<dyn diesel::query_builder::QueryFragment<diesel::pg::Pg> + 'a>;
 
 /// How many movements there are, and the last one's number.
 pub fn movement_stats(conn: &mut DbConn) -> Result<(i64, i64)> {
