@@ -82,9 +82,10 @@ fn read_head(conn: &mut DbConn) -> Result<Option<(i64, String)>> {
 /// a fork even if it did not.
 pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<AuditEvent> {
     let row = sealed(conn, event)?;
-    on!(conn, |c| diesel::insert_into(t::table)
+    let n = on!(conn, |c| diesel::insert_into(t::table)
         .values(&row)
         .execute(c))?;
+    super::group::wrote(n);
     Ok(appended(row))
 }
 

@@ -70,6 +70,8 @@ struct State {
     last_movement: Option<i64>,
     /// Stock positions by (lot, place), in thousandths; `None`: known to be empty.
     positions: HashMap<(Uuid, Location), Option<i64>>,
+    /// Rows this transaction's writes said they inserted, changed or deleted (`wrote`).
+    written: i64,
 }
 
 impl State {
@@ -82,6 +84,7 @@ impl State {
         self.audit_head = None;
         self.last_movement = None;
         self.positions.clear();
+        self.written = 0;
     }
 }
 
@@ -118,24 +121,26 @@ pub(super) fn end() {
 pub(super) struct Mark {
     audit_head: Option<Option<(i64, String)>>,
     last_movement: Option<i64>,
+    written: i64,
 }
 
 pub(super) fn mark() -> Mark {
     STATE.with_borrow(|s| Mark {
         audit_head: s.audit_head.clone(),
         last_movement: s.last_movement,
+        written: s.written,
     })
 }
 
-/// A write failed and the transaction is as it was before the write (rolled back to the
-/// write's savepoint, or never written to): the chain's head and the last movement number
-/// are again what they were, and need not be read again (two round trips on PostgreSQL,
-/// where a tenth of the benchmark's shipments are refused). The stock positions are
+/// A write failed and the transaction is as it was before the write (it was never written
+/// to): the chain's head, the last movement number and the rows written are again what they
+/// were, and need not be read again (two round trips on PostgreSQL). The stock positions are
 /// forgotten: the write may have read back one it had changed.
 pub(super) fn write_undone(mark: Mark) {
     STATE.with_borrow_mut(|s| {
         s.audit_head = mark.audit_head;
         s.last_movement = mark.last_movement;
+        s.written = mark.written;
         s.positions.clear();
     });
 }
@@ -181,6 +186,21 @@ pub(super) fn set_last_movement(seq: i64) {
             s.last_movement = Some(seq);
         }
     });
+}
+
+/// A write has inserted, changed or deleted `rows` rows (every store function that writes
+/// says so, from what its statement reports). On PostgreSQL a write that fails is found to
+/// have left nothing behind when the transaction's own count of rows written is what the
+/// writes before it said (`store::left_clean`). Saying less than was written is safe, only
+/// slower (the group's next failure starts it over); saying more never is: it could hide
+/// the rows of a write that failed.
+pub(super) fn wrote(rows: usize) {
+    STATE.with_borrow_mut(|s| s.written += rows as i64);
+}
+
+/// The rows written in this transaction as its writes said (`wrote`).
+pub(super) fn written() -> i64 {
+    STATE.with_borrow(|s| s.written)
 }
 
 /// A stock position as this group last read it, if it has and nothing changed it since.

@@ -193,9 +193,10 @@ fn document(r: DocRow, lines: Vec<LineRow>) -> Result<Document> {
 /// Writes a document's new state (status, details, links). Lines never change.
 pub fn update_document(conn: &mut DbConn, d: &Document) -> Result<()> {
     let row = DocRow::from(d);
-    on!(conn, |c| diesel::update(documents::table.find(&row.id))
+    let n = on!(conn, |c| diesel::update(documents::table.find(&row.id))
         .set(&row)
         .execute(c))?;
+    super::group::wrote(n);
     Ok(())
 }
 
@@ -424,13 +425,14 @@ impl TryFrom<LotRow> for Lot {
 /// are copied into every balance row as its FEFO key (`change_balance`), so this writes no
 /// other column.
 pub fn update_lot_hold(conn: &mut DbConn, l: &Lot) -> Result<()> {
-    on!(conn, |c| diesel::update(lots::table.find(l.id.to_string()))
+    let n = on!(conn, |c| diesel::update(lots::table.find(l.id.to_string()))
         .set((
             lots::on_hold.eq(l.on_hold),
             lots::hold_reason.eq(l.hold_reason.as_deref()),
             lots::version.eq(l.version),
         ))
         .execute(c))?;
+    super::group::wrote(n);
     Ok(())
 }
 
@@ -956,6 +958,7 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
                     .execute_returning_count(&TakeFromBalance { at, take }))?
             };
             if n == 1 {
+                super::group::wrote(n);
                 return Ok(());
             }
         }
@@ -970,6 +973,7 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
         delta,
     };
     let n = on!(conn, |c| c.execute_returning_count(&upsert))?;
+    super::group::wrote(n);
     if n != 1 {
         return Err(Error::Internal(format!("a movement of unknown lot {lot}")));
     }
@@ -1260,7 +1264,8 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
             // The decreases: for each position two guarded parts, of which at most one
             // matches (it holds more than the take, or exactly as much). The statement says
             // which positions matched neither; its other parts write regardless, and the
-            // write's savepoint takes all of it back.
+            // writer, finding rows written by a write that failed, starts its group over
+            // without it (`store::left_clean`).
             for (i, (&(lot, place, take), (lot_id, place_id))) in
                 taken.iter().zip(&keys).enumerate()
             {
@@ -1292,31 +1297,44 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
                 let (lot, at, take) = taken[i];
                 return Err(short_of(lot, at, take));
             }
+            // Each part inserts all its rows or fails the statement, and each take matched
+            // one row: what this wrote, for the writer to check a failure against.
+            super::group::wrote(
+                usize::from(doc.is_some())
+                    + lots.len()
+                    + lines.len()
+                    + moves.len()
+                    + created.len()
+                    + transit.as_ref().map_or(0, |t| t.rows.len())
+                    + taken.len()
+                    + 1,
+            );
         }
         _ => {
+            use super::group::wrote;
             if let Some(d) = &doc {
-                on!(conn, |c| diesel::insert_into(documents::table)
+                wrote(on!(conn, |c| diesel::insert_into(documents::table)
                     .values(d)
-                    .execute(c))?;
+                    .execute(c))?);
             }
             for chunk in lots.chunks(ROWS_PER_STATEMENT) {
-                batch_insert!(conn, lots::table, chunk)?;
+                wrote(batch_insert!(conn, lots::table, chunk)?);
             }
             for chunk in lines.chunks(ROWS_PER_STATEMENT) {
-                batch_insert!(conn, document_lines::table, chunk)?;
+                wrote(batch_insert!(conn, document_lines::table, chunk)?);
             }
             for chunk in moves.chunks(ROWS_PER_STATEMENT) {
-                batch_insert!(conn, movements::table, chunk)?;
+                wrote(batch_insert!(conn, movements::table, chunk)?);
             }
             for chunk in created.chunks(ROWS_PER_STATEMENT) {
-                batch_insert!(conn, balances::table, chunk)?;
+                wrote(batch_insert!(conn, balances::table, chunk)?);
             }
             if let Some(t) = &transit {
-                on!(conn, |c| c.execute_returning_count(t))?;
+                wrote(on!(conn, |c| c.execute_returning_count(t))?);
             }
-            on!(conn, |c| diesel::insert_into(audit_events::table)
+            wrote(on!(conn, |c| diesel::insert_into(audit_events::table)
                 .values(&event)
-                .execute(c))?;
+                .execute(c))?);
         }
     }
     for (m, inserted) in p.movements.iter().zip(inserted) {
@@ -1683,9 +1701,10 @@ pub fn find_idempotent(conn: &mut DbConn, user: Uuid, key: &str) -> Result<Optio
 }
 
 pub fn save_idempotent(conn: &mut DbConn, user: Uuid, key: &str, r: &StoredResponse) -> Result<()> {
-    diesel::delete(idempotency_keys::table.find((user.to_string(), key.to_string())))
+    let gone = diesel::delete(idempotency_keys::table.find((user.to_string(), key.to_string())))
         .execute(conn)?;
-    diesel::insert_into(idempotency_keys::table)
+    super::group::wrote(gone);
+    let n = diesel::insert_into(idempotency_keys::table)
         .values((
             idempotency_keys::user_id.eq(user.to_string()),
             idempotency_keys::idem_key.eq(key.to_string()),
@@ -1695,15 +1714,17 @@ pub fn save_idempotent(conn: &mut DbConn, user: Uuid, key: &str, r: &StoredRespo
             idempotency_keys::created_at.eq(ts(r.created_at)),
         ))
         .execute(conn)?;
+    super::group::wrote(n);
     Ok(())
 }
 
 /// Forgets keys older than `before`.
 pub fn purge_idempotent(conn: &mut DbConn, before: DateTime<Utc>) -> Result<usize> {
-    Ok(
+    let n =
         diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(ts(before))))
-            .execute(conn)?,
-    )
+            .execute(conn)?;
+    super::group::wrote(n);
+    Ok(n)
 }
 
 #[cfg(test)]

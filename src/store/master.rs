@@ -46,9 +46,9 @@ macro_rules! master_table {
         pub fn $insert(conn: &mut DbConn, record: &$domain) -> Result<()> {
             group::master_changing();
             let row = $row::from(record);
-            on!(conn, |c| diesel::insert_into($table::table)
+            group::wrote(on!(conn, |c| diesel::insert_into($table::table)
                 .values(&row)
-                .execute(c))?;
+                .execute(c))?);
             Ok(())
         }
 
@@ -56,11 +56,11 @@ macro_rules! master_table {
         pub fn $update(conn: &mut DbConn, record: &$domain) -> Result<()> {
             group::master_changing();
             let row = $row::from(record);
-            on!(conn, |c| diesel::update(
+            group::wrote(on!(conn, |c| diesel::update(
                 $table::table.find(record.meta.id.to_string())
             )
             .set(&row)
-            .execute(c))?;
+            .execute(c))?);
             Ok(())
         }
 

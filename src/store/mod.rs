@@ -172,14 +172,19 @@ pub struct Db {
 /// transaction also holds the advisory lock, so groups from several API nodes still run
 /// one at a time.
 ///
-/// How a failing write leaves nothing behind differs by backend. On PostgreSQL each write
-/// runs in a savepoint and a failure rolls back to it. On SQLite a savepoint copies every
-/// page a write changes before changing it (9% of the writer's time), to serve a case that
-/// almost never comes: writes check everything before they write, so a failure nearly
-/// always leaves the transaction untouched, which SQLite's change counter confirms. If a
-/// write does fail after writing, the group starts over without it: the transaction is
-/// rolled back and the writes before it are run again. So a write may run more than once
-/// before it is committed; it must do nothing outside the database.
+/// A failing write must leave nothing behind, and a savepoint around each write would cost
+/// what it is there for almost never: on SQLite it copies every page a write changes before
+/// changing it (9% of the writer's time), on PostgreSQL it is a round trip of its own, one of
+/// three a document (docs/performance.md). Writes check everything before they write, so a
+/// failure nearly always leaves the transaction untouched, and the writer confirms it by the
+/// database's own count of rows written in the transaction: SQLite's change counter; on
+/// PostgreSQL, where any error aborts the whole transaction, a failed write is checked
+/// (one query, only when a write fails) that the transaction is not aborted and that its
+/// count of rows written is what the writes before it said they wrote (`group::wrote`).
+/// If a write did fail after writing, or the counts differ for any reason, the group starts
+/// over without it: the transaction is rolled back and the writes before it are run again.
+/// So a write may run more than once before it is committed; it must do nothing outside the
+/// database.
 ///
 /// A thread rather than a lock that writers take in turn: handing a lock from thread to
 /// thread costs a wake-up per write (and the writers already answered queued for the same
@@ -205,8 +210,8 @@ struct WriterState {
 /// A write as the writer thread holds it until its group commits.
 trait Pending: Send {
     /// Runs the write (again, if its group started over) and keeps its result: whether it
-    /// succeeded. In a savepoint if `savepoint`.
-    fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool;
+    /// succeeded.
+    fn run(&mut self, conn: &mut DbConn) -> bool;
     /// Answers the caller, once the group's COMMIT succeeded or failed.
     fn answer(self: Box<Self>, committed: std::result::Result<(), &str>);
 }
@@ -222,12 +227,8 @@ where
     T: Send,
     F: FnMut(&mut DbConn) -> Result<T> + Send,
 {
-    fn run(&mut self, conn: &mut DbConn, savepoint: bool) -> bool {
-        let result = if savepoint {
-            in_savepoint(conn, &mut self.f)
-        } else {
-            (self.f)(conn)
-        };
+    fn run(&mut self, conn: &mut DbConn) -> bool {
+        let result = (self.f)(conn);
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -248,44 +249,37 @@ where
     }
 }
 
-/// PostgreSQL: runs a write in a savepoint that its failure rolls back to. The savepoint is
-/// not released when the write succeeds: RELEASE is a round trip of its own, one of the
-/// five or six of a posting (docs/performance.md), and frees nothing that the group's COMMIT
-/// does not (a subtransaction that wrote keeps its id until the transaction ends, released
-/// or not; `MAX_GROUP` keeps a group within the 64 that PostgreSQL caches). Each write's
-/// savepoint hides the one of the same name before it, so ROLLBACK TO goes back to the
-/// start of the write that failed. A rollback that fails leaves the transaction aborted,
-/// which `transaction_open` finds, and the group is given up.
-fn in_savepoint<T>(conn: &mut DbConn, f: &mut impl FnMut(&mut DbConn) -> Result<T>) -> Result<T> {
-    conn.batch_execute("SAVEPOINT write")?;
-    let result = f(conn);
-    if result.is_err() {
-        if let Err(e) = conn.batch_execute("ROLLBACK TO SAVEPOINT write") {
-            tracing::error!(error = %e, "cannot roll a failed write back to its savepoint");
-        }
-    }
-    result
-}
-
 diesel::define_sql_function! {
     /// SQLite: rows inserted, changed or deleted on this connection since it opened.
     fn total_changes() -> diesel::sql_types::BigInt;
 }
 
-/// SQLite's count of changed rows on the writer's connection (0 on PostgreSQL, where each
-/// write has its savepoint and the count is not needed).
+/// The rows written so far on the writer's connection: SQLite's own count; on PostgreSQL
+/// what this transaction's writes said they wrote (`group::wrote`), which `left_clean`
+/// checks against PostgreSQL's count when a write fails.
 fn changes(conn: &mut DbConn) -> std::result::Result<i64, String> {
     match conn {
         DbConn::Sqlite(c) => diesel::select(total_changes())
             .get_result(c)
             .map_err(|e| format!("cannot read the change count: {e}")),
-        DbConn::Postgres(_) => Ok(0),
+        DbConn::Postgres(_) => Ok(group::written()),
     }
 }
 
+/// PostgreSQL's count of rows inserted, changed and deleted in the current transaction, in
+/// every table of the service (not their TOAST tables).
+const PG_ROWS_WRITTEN: &str = "SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint \
+     AS n FROM pg_stat_xact_user_tables";
+
+#[derive(QueryableByName)]
+struct RowsWritten {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 /// Runs a write, catching a panic (a bug in the write): `None`.
-fn run_caught(job: &mut Box<dyn Pending>, conn: &mut DbConn, savepoint: bool) -> Option<bool> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn, savepoint))).ok()
+fn run_caught(job: &mut Box<dyn Pending>, conn: &mut DbConn) -> Option<bool> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn))).ok()
 }
 
 /// Whether the writer's transaction is still open and usable.
@@ -295,9 +289,9 @@ fn run_caught(job: &mut Box<dyn Pending>, conn: &mut DbConn, savepoint: bool) ->
 /// is refused, which is the answer wanted; if it is accepted, the transaction had been lost
 /// and this one is rolled back at once. (diesel does not expose `sqlite3_get_autocommit`.)
 ///
-/// PostgreSQL keeps the transaction open but, after an error that no rollback to a
-/// savepoint undid, aborted: it refuses every statement, and answers COMMIT by rolling back
-/// without an error. A statement that succeeds says it is not aborted.
+/// PostgreSQL keeps the transaction open but, after an error, aborted: it refuses every
+/// statement, and answers COMMIT by rolling back without an error. A statement that
+/// succeeds says it is not aborted.
 fn transaction_open(conn: &mut DbConn) -> bool {
     match conn {
         DbConn::Sqlite(c) => match c.batch_execute("BEGIN") {
@@ -311,14 +305,16 @@ fn transaction_open(conn: &mut DbConn) -> bool {
     }
 }
 
-/// Whether a write that failed left the transaction as it found it: SQLite's change count is
-/// where it was before the write (`before`), and the transaction is still open. `Ok(false)`:
-/// it had written (the group must start over without it); `Err`: the transaction is gone.
-/// Always `Ok(true)` on PostgreSQL, where the write was rolled back to its savepoint (if
-/// that failed, the transaction is aborted, and the check before COMMIT finds it).
+/// Whether a write that failed left the transaction as it found it: the count of rows
+/// written is where it was before the write (`before`, see `changes`), and the transaction
+/// is still open (SQLite) or not aborted (PostgreSQL, whose count query fails if it is).
+/// `Ok(false)`: it had written, or its error aborted the transaction (the group must start
+/// over without it); `Err`: the transaction is gone.
 fn left_clean(conn: &mut DbConn, before: i64) -> std::result::Result<bool, String> {
-    if matches!(conn, DbConn::Postgres(_)) {
-        return Ok(true);
+    if let DbConn::Postgres(c) = conn {
+        return Ok(diesel::sql_query(PG_ROWS_WRITTEN)
+            .get_result::<RowsWritten>(c)
+            .is_ok_and(|r| r.n == before));
     }
     if changes(conn)? != before {
         return Ok(false);
@@ -329,8 +325,7 @@ fn left_clean(conn: &mut DbConn, before: i64) -> std::result::Result<bool, Strin
     Ok(true)
 }
 
-/// Starts the group over after a write failed having written (SQLite, without savepoints):
-/// rolls back and runs the group's writes again. A write that now fails without writing
+/// Starts the group over after a write failed having written: rolls back and runs the group's writes again. A write that now fails without writing
 /// moves to `failed`; one that fails having written, or panics, gives up the group, as does
 /// any error of the database. Returns the change count to compare the next write against.
 fn start_over(
@@ -349,7 +344,7 @@ fn start_over(
             group.push(job);
             continue;
         }
-        match run_caught(&mut job, conn, false) {
+        match run_caught(&mut job, conn) {
             Some(true) => match changes(conn) {
                 Ok(c) => count = c,
                 Err(e) => broken = Some(e),
@@ -415,7 +410,6 @@ fn writer(
                 continue;
             }
         };
-        let savepoints = matches!(conn, DbConn::Postgres(_));
         let mut group: Vec<Box<dyn Pending>> = Vec::with_capacity(MAX_GROUP);
         let mut failed: Vec<Box<dyn Pending>> = vec![];
         let mut taken = 1;
@@ -427,7 +421,7 @@ fn writer(
         let mut next = Some(first).filter(|_| given_up.is_none());
         while let Some(mut job) = next.take() {
             let mark = group::mark();
-            match run_caught(&mut job, &mut conn, savepoints) {
+            match run_caught(&mut job, &mut conn) {
                 Some(true) => {
                     group.push(job);
                     match changes(&mut conn) {
@@ -480,7 +474,7 @@ fn writer(
             // PostgreSQL answers the COMMIT of an aborted transaction by rolling back, without
             // an error: a statement that failed inside a write that did not report it would
             // have its group acknowledged unwritten. One round trip a group rules that out.
-            None if savepoints && !transaction_open(&mut conn) => Err(
+            None if matches!(conn, DbConn::Postgres(_)) && !transaction_open(&mut conn) => Err(
                 "the group's transaction was aborted by an error that no write reported; \
                  nothing was written"
                     .into(),
@@ -647,9 +641,10 @@ impl Db {
 /// The writer's connection. On SQLite with a page cache of 16 MiB (the default is 2 MiB), so
 /// that a group of writes keeps its changed index pages in memory until the COMMIT writes each
 /// once, instead of spilling them to the WAL half-way and writing them again; and with
-/// temporary storage in memory, so that the savepoint each write runs in keeps its copies of
-/// the pages it changes in memory, not in a temporary file opened, written and deleted for
-/// every write (seen as half of the writer's system calls, docs/performance.md).
+/// temporary storage in memory, so that a savepoint (diesel takes one for a nested
+/// transaction) keeps its copies of the pages it changes in memory, not in a temporary file
+/// opened, written and deleted each time (seen as half of the writer's system calls when
+/// every write ran in one, docs/performance.md).
 fn writer_connection(url: &str) -> Result<DbConn> {
     configure_sqlite();
     let through_buffer = match Backend::of_url(url) {
@@ -673,6 +668,23 @@ fn writer_connection(url: &str) -> Result<DbConn> {
             return Err(Error::Internal(format!(
                 "the writer's connection runs synchronous={}, not FULL",
                 level.synchronous
+            )));
+        }
+    }
+    if let DbConn::Postgres(c) = &mut conn {
+        // `left_clean` reads PostgreSQL's count of rows written in the transaction, which
+        // stays at zero with the counts off: a failed write would pass for one that wrote
+        // nothing.
+        #[derive(QueryableByName)]
+        struct Counting {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            track_counts: String,
+        }
+        let on = diesel::sql_query("SHOW track_counts").get_result::<Counting>(c)?;
+        if on.track_counts != "on" {
+            return Err(Error::Internal(format!(
+                "the database server runs track_counts={}; writes need it on",
+                on.track_counts
             )));
         }
     }

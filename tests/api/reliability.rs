@@ -496,7 +496,7 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
                             Err(Error::conflict("writer", "fails on purpose, after writing"))
                         } else {
                             // A statement that fails: on PostgreSQL it aborts the
-                            // transaction, up to this write's savepoint.
+                            // transaction, and the group starts over without this write.
                             c.batch_execute("SELECT * FROM no_such_table")
                                 .map_err(|e| Error::Internal(e.to_string()))?;
                             Err(Error::Internal("the statement above was to fail".into()))
@@ -543,6 +543,59 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
         )
         .ok(200);
     assert_eq!(failed["items"].as_array().unwrap().len(), 0);
+    app.assert_chain_valid();
+}
+
+/// A write that changes the store without saying so (`store::group::wrote`, which every
+/// store function that writes calls) and then fails leaves nothing behind all the same: the
+/// writer compares the database's own count of rows written in the transaction (SQLite's
+/// change counter, PostgreSQL's `pg_stat_xact_user_tables`) with what the writes said, and
+/// starts the group over without the failed one when they differ. Were a failed write taken
+/// at its word, the change would be committed (checked on both backends).
+#[test]
+fn a_failed_write_that_did_not_say_it_wrote_leaves_nothing() {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use relief_ledger::error::Error;
+    use relief_ledger::store::{Db, DbConn};
+
+    #[derive(QueryableByName)]
+    struct Generation {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let app = TestApp::spawn();
+    let db = Db::open(&app.db_url, 4).unwrap();
+    let generation = || {
+        db.read(|c| {
+            let q = diesel::sql_query("SELECT n FROM master_generation");
+            Ok(match c {
+                DbConn::Sqlite(c) => q.get_result::<Generation>(c)?,
+                DbConn::Postgres(c) => q.get_result::<Generation>(c)?,
+            }
+            .n)
+        })
+        .unwrap()
+    };
+    let before = generation();
+    let answer = db.write(|c| {
+        c.batch_execute("UPDATE master_generation SET n = n + 1")?;
+        Err::<(), _>(Error::conflict("writer", "fails on purpose, after writing"))
+    });
+    assert!(
+        matches!(&answer, Err(Error::Conflict { .. })),
+        "the write's own error is its answer: {answer:?}"
+    );
+    assert_eq!(
+        generation(),
+        before,
+        "the failed write's change was committed"
+    );
+    // The writer goes on: the next write is stored.
+    db.write(|c| {
+        relief_ledger::store::audit::append(c, raw_event("after.unsaid", "writer".into(), None))
+    })
+    .unwrap();
     app.assert_chain_valid();
 }
 
