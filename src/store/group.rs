@@ -70,7 +70,8 @@ struct State {
     last_movement: Option<i64>,
     /// Stock positions by (lot, place), in thousandths; `None`: known to be empty.
     positions: HashMap<(Uuid, Location), Option<i64>>,
-    /// Rows this transaction's writes said they inserted, changed or deleted (`wrote`).
+    /// PostgreSQL's count of rows written when the group began, plus the rows its writes
+    /// since said they inserted, changed or deleted (`wrote`).
     written: i64,
 }
 
@@ -92,11 +93,27 @@ thread_local! {
     static STATE: RefCell<State> = RefCell::default();
 }
 
-/// A group has begun (its transaction holds the write lock): check the cache is current.
+/// A group has begun (its transaction holds the write lock): check the cache is current,
+/// and on PostgreSQL read where its count of rows written starts (`written`).
 pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
-    let now: i64 = on!(conn, |c| master_generation::table
-        .select(master_generation::n)
-        .get_result(c))?;
+    let (now, written): (i64, i64) = match conn {
+        DbConn::Sqlite(c) => (
+            master_generation::table
+                .select(master_generation::n)
+                .get_result(c)?,
+            0,
+        ),
+        // In the same round trip: PostgreSQL's count holds, besides this transaction's rows,
+        // those of the connection's earlier transactions that it has not yet reported to
+        // its statistics (it does so between transactions, at most once a second), so it
+        // does not start at zero.
+        DbConn::Postgres(c) => master_generation::table
+            .select((
+                master_generation::n,
+                diesel::dsl::sql::<diesel::sql_types::BigInt>(super::PG_ROWS_WRITTEN_EXPR),
+            ))
+            .get_result(c)?,
+    };
     STATE.with_borrow_mut(|s| {
         if s.generation != Some(now) {
             s.master = Master::default();
@@ -105,6 +122,8 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
         s.in_group = true;
         s.master_changed = false;
         s.forget_group();
+        // A server that does not count (-1) leaves a count no failed write can match.
+        s.written = if written < 0 { i64::MIN / 2 } else { written };
     });
     Ok(())
 }
@@ -198,7 +217,8 @@ pub(super) fn wrote(rows: usize) {
     STATE.with_borrow_mut(|s| s.written += rows as i64);
 }
 
-/// The rows written in this transaction as its writes said (`wrote`).
+/// The rows written as the group's writes said (`wrote`), from where PostgreSQL's count
+/// stood when the group began (`begin`).
 pub(super) fn written() -> i64 {
     STATE.with_borrow(|s| s.written)
 }

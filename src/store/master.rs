@@ -292,7 +292,8 @@ pub fn insert_item_value(conn: &mut DbConn, v: &ItemValue) -> Result<()> {
             set_by: v.set_by.to_string(),
             recorded_at: ts(v.recorded_at),
         })
-        .execute(conn)?;
+        .execute(conn)
+        .map(group::wrote)?;
     Ok(())
 }
 

@@ -202,6 +202,8 @@ struct WriterState {
     queued: std::sync::atomic::AtomicUsize,
     /// Groups committed so far, for the checkpointer to see whether the WAL has grown.
     commits: std::sync::atomic::AtomicU64,
+    /// Groups rolled back and run again because a write in them failed having written.
+    restarts: std::sync::atomic::AtomicU64,
     /// Set by the checkpointer after it has copied the bulk of a long WAL: the writer
     /// finishes the checkpoint after its next commit (see `checkpointer`).
     checkpoint_due: std::sync::atomic::AtomicBool,
@@ -266,10 +268,18 @@ fn changes(conn: &mut DbConn) -> std::result::Result<i64, String> {
     }
 }
 
-/// PostgreSQL's count of rows inserted, changed and deleted in the current transaction, in
-/// every table of the service (not their TOAST tables).
-const PG_ROWS_WRITTEN: &str = "SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint \
-     AS n FROM pg_stat_xact_user_tables";
+/// PostgreSQL's count of rows inserted, changed and deleted on this connection, in every
+/// table of the service (not their TOAST tables): the current transaction's, and those of
+/// earlier ones not yet reported to the statistics (which happens only between
+/// transactions, so the count moves within one only with its own writes). -1 while the
+/// server does not count (`track_counts` off, which a reload can do at any time): a failed
+/// write is then never taken to have written nothing.
+const PG_ROWS_WRITTEN_EXPR: &str = "(SELECT CASE WHEN current_setting('track_counts')::bool \
+     THEN COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint ELSE -1 END \
+     FROM pg_stat_xact_user_tables)";
+const PG_ROWS_WRITTEN: &str = "SELECT (SELECT CASE WHEN current_setting('track_counts')::bool \
+     THEN COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint ELSE -1 END \
+     FROM pg_stat_xact_user_tables) AS n";
 
 #[derive(QueryableByName)]
 struct RowsWritten {
@@ -325,9 +335,11 @@ fn left_clean(conn: &mut DbConn, before: i64) -> std::result::Result<bool, Strin
     Ok(true)
 }
 
-/// Starts the group over after a write failed having written: rolls back and runs the group's writes again. A write that now fails without writing
-/// moves to `failed`; one that fails having written, or panics, gives up the group, as does
-/// any error of the database. Returns the change count to compare the next write against.
+/// Starts the group over after a write failed having written (or, on PostgreSQL, aborted the
+/// transaction): rolls back and runs the group's writes again. A write that now fails
+/// without writing moves to `failed`; one that fails having written, or panics, gives up
+/// the group, as does any error of the database. Returns the change count to compare the
+/// next write against.
 fn start_over(
     conn: &mut DbConn,
     group: &mut Vec<Box<dyn Pending>>,
@@ -437,7 +449,10 @@ fn writer(
                         }
                         // What the group remembered goes with its transaction: the group
                         // starts over (`group::begin`) or is given up (`group::end`).
-                        Ok(false) => start_over(&mut conn, &mut group, &mut failed),
+                        Ok(false) => {
+                            shared.restarts.fetch_add(1, SeqCst);
+                            start_over(&mut conn, &mut group, &mut failed)
+                        }
                         Err(e) => Err(e),
                     };
                     // Nothing of it is in the transaction either way; it is answered with
@@ -568,6 +583,14 @@ impl Db {
         self.writer
             .shared
             .commits
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Groups rolled back and run again without a write that failed having written.
+    pub fn groups_started_over(&self) -> u64 {
+        self.writer
+            .shared
+            .restarts
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 

@@ -133,7 +133,8 @@ pub fn insert(
     super::group::master_changing();
     diesel::insert_into(periods::table)
         .values(PeriodRow::from(p))
-        .execute(conn)?;
+        .execute(conn)
+        .map(super::group::wrote)?;
     let rows: Vec<_> = balances
         .iter()
         .filter(|(_, (_, a))| a.qty != 0 || a.cents != 0)
@@ -152,7 +153,8 @@ pub fn insert(
     for row in rows {
         diesel::insert_into(period_balances::table)
             .values(row)
-            .execute(conn)?;
+            .execute(conn)
+            .map(super::group::wrote)?;
     }
     Ok(())
 }
@@ -161,7 +163,8 @@ pub fn update(conn: &mut DbConn, p: &Period) -> Result<()> {
     super::group::master_changing();
     diesel::update(periods::table.find(p.id.to_string()))
         .set(PeriodRow::from(p))
-        .execute(conn)?;
+        .execute(conn)
+        .map(super::group::wrote)?;
     Ok(())
 }
 

@@ -59,14 +59,16 @@ impl TryFrom<UserRow> for User {
 pub fn insert_user(conn: &mut DbConn, u: &User) -> Result<()> {
     diesel::insert_into(users::table)
         .values(UserRow::from(u))
-        .execute(conn)?;
+        .execute(conn)
+        .map(super::group::wrote)?;
     Ok(())
 }
 
 pub fn update_user(conn: &mut DbConn, u: &User) -> Result<()> {
     diesel::update(users::table.find(u.meta.id.to_string()))
         .set(UserRow::from(u))
-        .execute(conn)?;
+        .execute(conn)
+        .map(super::group::wrote)?;
     Ok(())
 }
 
@@ -146,7 +148,8 @@ pub fn insert_token(conn: &mut DbConn, t: &ApiToken, token_hash: &str) -> Result
             revoked_at: None,
             last_used_at: None,
         })
-        .execute(conn)?;
+        .execute(conn)
+        .map(super::group::wrote)?;
     Ok(())
 }
 
@@ -172,7 +175,8 @@ pub fn list_tokens(conn: &mut DbConn, user: Uuid) -> Result<Vec<ApiToken>> {
 pub fn revoke_token(conn: &mut DbConn, id: Uuid, at: DateTime<Utc>) -> Result<()> {
     diesel::update(api_tokens::table.find(id.to_string()))
         .set(api_tokens::revoked_at.eq(Some(ts(at))))
-        .execute(conn)?;
+        .execute(conn)
+        .map(super::group::wrote)?;
     Ok(())
 }
 
@@ -183,7 +187,8 @@ pub fn revoke_all_tokens(conn: &mut DbConn, user: Uuid, at: DateTime<Utc>) -> Re
             .filter(api_tokens::revoked_at.is_null()),
     )
     .set(api_tokens::revoked_at.eq(Some(ts(at))))
-    .execute(conn)?;
+    .execute(conn)
+    .map(super::group::wrote)?;
     Ok(())
 }
 
@@ -211,6 +216,7 @@ pub fn touch_token(conn: &mut DbConn, id: Uuid, now: DateTime<Utc>) -> Result<()
         ),
     )
     .set(api_tokens::last_used_at.eq(Some(ts(now))))
-    .execute(c))?;
+    .execute(c))
+    .map(super::group::wrote)?;
     Ok(())
 }

@@ -599,6 +599,79 @@ fn a_failed_write_that_did_not_say_it_wrote_leaves_nothing() {
     app.assert_chain_valid();
 }
 
+/// A write refused before it writes (the usual refusal: a check fails) leaves the group as
+/// it was, and the group goes on without starting over: the writer finds the database's
+/// count of rows written where the writes before it left it. On PostgreSQL that count also
+/// holds the rows of the connection's earlier transactions until it reports them (between
+/// transactions, at most once a second), so the group reads where it starts; a write just
+/// committed on the same connection comes first so that it is not zero.
+#[test]
+fn a_write_refused_before_writing_does_not_start_its_group_over() {
+    use relief_ledger::error::Error;
+    use relief_ledger::store::{self, Db};
+
+    let app = TestApp::spawn();
+    let db = Db::open(&app.db_url, 4).unwrap();
+    let event = |action: &str, i: usize| raw_event(action, format!("writer-{i}"), None);
+    db.write(move |c| store::audit::append(c, event("refusal.warm", 0)))
+        .unwrap();
+    let (groups, restarts) = (db.groups_committed(), db.groups_started_over());
+    let (mut gate, inside_rx, release_tx) = Gate::new();
+    let (first, refused, last) = std::thread::scope(|s| {
+        let db_ = &db;
+        let first = s.spawn(move || {
+            db_.write(move |c| {
+                store::audit::append(c, event("refusal.ok", 1))?;
+                gate.pass();
+                Ok(())
+            })
+        });
+        inside_rx.recv().unwrap();
+        let refused = s.spawn(move || {
+            db_.write(|_| Err::<(), _>(Error::conflict("writer", "refused before writing")))
+        });
+        while db.queued_writers() < 1 {
+            std::thread::yield_now();
+        }
+        let last = s.spawn(move || {
+            db_.write(move |c| store::audit::append(c, event("refusal.ok", 2)).map(|_| ()))
+        });
+        while db.queued_writers() < 2 {
+            std::thread::yield_now();
+        }
+        release_tx.send(()).unwrap();
+        (
+            first.join().unwrap(),
+            refused.join().unwrap(),
+            last.join().unwrap(),
+        )
+    });
+    assert!(first.is_ok(), "{first:?}");
+    assert!(
+        matches!(refused, Err(Error::Conflict { .. })),
+        "{refused:?}"
+    );
+    assert!(last.is_ok(), "{last:?}");
+    assert_eq!(
+        db.groups_committed() - groups,
+        1,
+        "the three shared one commit"
+    );
+    assert_eq!(
+        db.groups_started_over() - restarts,
+        0,
+        "a write that wrote nothing started its group over"
+    );
+    let ok = app
+        .get(
+            "/api/v1/audit/events?action=refusal.ok&limit=10",
+            &app.auditor,
+        )
+        .ok(200);
+    assert_eq!(ok["items"].as_array().unwrap().len(), 2);
+    app.assert_chain_valid();
+}
+
 /// A write that meets a failing statement and does not report it: SQLite carries on, but
 /// on PostgreSQL the statement has aborted the transaction, whose COMMIT would then roll
 /// back without an error. The writer must not acknowledge such a group: whatever it
