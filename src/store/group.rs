@@ -209,8 +209,8 @@ pub(super) fn set_last_movement(seq: i64) {
 
 /// A write has inserted, changed or deleted `rows` rows (every store function that writes
 /// says so, from what its statement reports). On PostgreSQL a write that fails is found to
-/// have left nothing behind when the transaction's own count of rows written is what the
-/// writes before it said (`store::left_clean`). Saying less than was written is safe, only
+/// have left nothing behind when the connection's own count of rows written is where the
+/// group began plus what the writes before it said (`store::left_clean`). Saying less than was written is safe, only
 /// slower (the group's next failure starts it over); saying more never is: it could hide
 /// the rows of a write that failed.
 pub(super) fn wrote(rows: usize) {

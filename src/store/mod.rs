@@ -177,10 +177,11 @@ pub struct Db {
 /// changing it (9% of the writer's time), on PostgreSQL it is a round trip of its own, one of
 /// three a document (docs/performance.md). Writes check everything before they write, so a
 /// failure nearly always leaves the transaction untouched, and the writer confirms it by the
-/// database's own count of rows written in the transaction: SQLite's change counter; on
-/// PostgreSQL, where any error aborts the whole transaction, a failed write is checked
-/// (one query, only when a write fails) that the transaction is not aborted and that its
-/// count of rows written is what the writes before it said they wrote (`group::wrote`).
+/// database's own count of rows written: SQLite's change counter; on PostgreSQL, where any
+/// error aborts the whole transaction, a failed write is checked (one query, only when a
+/// write fails) that the transaction is not aborted and that the connection's count of
+/// rows written is where the group began plus what the writes since said they wrote
+/// (`group::wrote`).
 /// If a write did fail after writing, or the counts differ for any reason, the group starts
 /// over without it: the transaction is rolled back and the writes before it are run again.
 /// So a write may run more than once before it is committed; it must do nothing outside the
