@@ -110,7 +110,7 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
         DbConn::Postgres(c) => master_generation::table
             .select((
                 master_generation::n,
-                diesel::dsl::sql::<diesel::sql_types::BigInt>(super::PG_ROWS_WRITTEN_EXPR),
+                diesel::dsl::sql::<diesel::sql_types::BigInt>(super::PG_ROWS_WRITTEN),
             ))
             .get_result(c)?,
     };

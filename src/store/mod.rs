@@ -275,18 +275,9 @@ fn changes(conn: &mut DbConn) -> std::result::Result<i64, String> {
 /// transactions, so the count moves within one only with its own writes). -1 while the
 /// server does not count (`track_counts` off, which a reload can do at any time): a failed
 /// write is then never taken to have written nothing.
-const PG_ROWS_WRITTEN_EXPR: &str = "(SELECT CASE WHEN current_setting('track_counts')::bool \
+const PG_ROWS_WRITTEN: &str = "(SELECT CASE WHEN current_setting('track_counts')::bool \
      THEN COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint ELSE -1 END \
      FROM pg_stat_xact_user_tables)";
-const PG_ROWS_WRITTEN: &str = "SELECT (SELECT CASE WHEN current_setting('track_counts')::bool \
-     THEN COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint ELSE -1 END \
-     FROM pg_stat_xact_user_tables) AS n";
-
-#[derive(QueryableByName)]
-struct RowsWritten {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
 
 /// Runs a write, catching a panic (a bug in the write): `None`.
 fn run_caught(job: &mut Box<dyn Pending>, conn: &mut DbConn) -> Option<bool> {
@@ -323,9 +314,13 @@ fn transaction_open(conn: &mut DbConn) -> bool {
 /// over without it); `Err`: the transaction is gone.
 fn left_clean(conn: &mut DbConn, before: i64) -> std::result::Result<bool, String> {
     if let DbConn::Postgres(c) = conn {
-        return Ok(diesel::sql_query(PG_ROWS_WRITTEN)
-            .get_result::<RowsWritten>(c)
-            .is_ok_and(|r| r.n == before));
+        return Ok(
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                PG_ROWS_WRITTEN,
+            ))
+            .get_result::<i64>(c)
+            .is_ok_and(|n| n == before),
+        );
     }
     if changes(conn)? != before {
         return Ok(false);
