@@ -281,6 +281,15 @@ impl TestApp {
         r.ok(200)["items"].as_array().unwrap().clone()
     }
 
+    /// Events of one action, in order (at most 500).
+    pub fn events_of(&self, action: &str) -> Vec<Value> {
+        let r = self.get(
+            &format!("/api/v1/audit/events?action={action}&limit=500"),
+            &self.auditor,
+        );
+        r.ok(200)["items"].as_array().unwrap().clone()
+    }
+
     pub fn donor(&self, name: &str) -> Value {
         self.post(
             "/api/v1/donors",

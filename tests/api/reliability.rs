@@ -523,26 +523,13 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
         1,
         "the 25 writes shared one commit"
     );
-    let ok = app
-        .get(
-            "/api/v1/audit/events?action=group.ok&limit=100",
-            &app.auditor,
-        )
-        .ok(200);
-    let ok_ids: Vec<&str> = ok["items"]
-        .as_array()
-        .unwrap()
+    let ok = app.events_of("group.ok");
+    let ok_ids: Vec<&str> = ok
         .iter()
         .map(|e| e["entity_id"].as_str().unwrap())
         .collect();
     assert_eq!(ok_ids.len(), 13, "{ok_ids:?}");
-    let failed = app
-        .get(
-            "/api/v1/audit/events?action=group.fail&limit=100",
-            &app.auditor,
-        )
-        .ok(200);
-    assert_eq!(failed["items"].as_array().unwrap().len(), 0);
+    assert_eq!(app.events_of("group.fail").len(), 0);
     app.assert_chain_valid();
 }
 
@@ -662,13 +649,7 @@ fn a_write_refused_before_writing_does_not_start_its_group_over() {
         0,
         "a write that wrote nothing started its group over"
     );
-    let ok = app
-        .get(
-            "/api/v1/audit/events?action=refusal.ok&limit=10",
-            &app.auditor,
-        )
-        .ok(200);
-    assert_eq!(ok["items"].as_array().unwrap().len(), 2);
+    assert_eq!(app.events_of("refusal.ok").len(), 2);
     app.assert_chain_valid();
 }
 
@@ -689,15 +670,7 @@ fn a_write_acknowledged_after_an_unreported_failure_is_stored() {
         let _ = c.batch_execute("SELECT * FROM no_such_table");
         Ok(())
     });
-    let stored = app
-        .get(
-            "/api/v1/audit/events?action=unreported.failure&limit=10",
-            &app.auditor,
-        )
-        .ok(200)["items"]
-        .as_array()
-        .unwrap()
-        .len();
+    let stored = app.events_of("unreported.failure").len();
     if app.is_postgres() {
         assert!(answer.is_err(), "the aborted group was acknowledged");
         assert_eq!(stored, 0);
@@ -912,16 +885,7 @@ fn a_posting_that_overdraws_a_position_is_refused_at_the_guard_and_writes_nothin
             Ok(())
         })
     };
-    let events = || {
-        app.get(
-            "/api/v1/audit/events?action=guard.take&limit=10",
-            &app.auditor,
-        )
-        .ok(200)["items"]
-            .as_array()
-            .unwrap()
-            .len()
-    };
+    let events = || app.events_of("guard.take").len();
     let refused_for = |lot: uuid::Uuid, answer: Result<(), Error>| {
         let short = format!("lot {lot} has less than");
         assert!(
