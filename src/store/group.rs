@@ -2,22 +2,29 @@
 //! does not read again what the writer already knows.
 //!
 //! * Within a group (one transaction, which holds the only write lock): the audit chain's
-//!   head and the last movement number, which the group's own writes move, and the stock
-//!   positions read (a shipment's allocation reads the positions its plan check would read
-//!   again); a position is forgotten as soon as a write changes it. A write that fails
-//!   puts back the head and number it found (`write_undone`) and the positions are
-//!   forgotten; all is forgotten when the group starts over or ends (another node or
-//!   process may write before the next one).
+//!   head and the last movement number, read once when the group begins and moved by the
+//!   group's own writes, and the stock positions read (a shipment's allocation reads the
+//!   positions its plan check would read again); a position is forgotten as soon as a write
+//!   changes it. A write that fails puts back the head and number it found (`write_undone`)
+//!   and the positions are forgotten; all is forgotten when the group starts over or ends
+//!   (another node or process may write before the next one).
 //! * Across groups: master records (items and their values, warehouses, donors,
 //!   recipients, the latest closed period). Kept while `master_generation.n` is what it
 //!   was: triggers on those tables add one to it in the transaction of any change, by this
 //!   service or anyone else, and each group reads it once after taking the write lock. A
 //!   group that itself changes master data stops using the cache at that point, and it is
 //!   emptied, so a rollback cannot leave a change in it that never committed.
+//! * Across groups: each warehouse's stock of an item in FEFO order, as far as shipments
+//!   have read it (`Shelf`), kept current by this writer's own postings. Kept while the
+//!   audit chain's head, read when a group begins, is the one this writer's last commit
+//!   left: every write that moves stock or changes a lot, by any node or process, appends
+//!   to the chain in its own transaction, so an unchanged head means that no one else has.
+//!   Forgotten with any transaction that does not commit after changing it, and when a lot
+//!   changes.
 //!
-//! On PostgreSQL this saves a round trip per record a write reads (five or six a document);
-//! on SQLite a point read and the row's conversion. It is off on every other thread: reads
-//! outside the writer see the database as it is.
+//! On PostgreSQL this saves a round trip per record a write reads (five or six a document)
+//! and one per item a shipment takes; on SQLite a point read and the row's conversion. It
+//! is off on every other thread: reads outside the writer see the database as it is.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -70,6 +77,14 @@ struct State {
     last_movement: Option<i64>,
     /// Stock positions by (lot, place), in thousandths; `None`: known to be empty.
     positions: HashMap<(Uuid, Location), Option<i64>>,
+    /// Each (warehouse, item)'s stock in FEFO order as far as it has been read, kept across
+    /// groups while no one else writes (see `Shelf`).
+    shelves: HashMap<(Uuid, Uuid), Shelf>,
+    /// The audit chain's head after this writer's last commit: the shelves are current
+    /// while the chain's head is still there when a group begins.
+    committed_head: Option<Option<(i64, String)>>,
+    /// This transaction has changed the shelves: if it does not commit, they are wrong.
+    shelves_changed: bool,
     /// PostgreSQL's count of rows written when the group began, plus the rows its writes
     /// since said they inserted, changed or deleted (`wrote`).
     written: i64,
@@ -79,6 +94,12 @@ impl State {
     /// Whether master records may be taken from the cache here and now.
     fn caching(&self) -> bool {
         self.in_group && !self.master_changed
+    }
+
+    fn forget_shelves(&mut self) {
+        self.shelves.clear();
+        self.committed_head = None;
+        self.shelves_changed = false;
     }
 
     fn forget_group(&mut self) {
@@ -93,44 +114,78 @@ thread_local! {
     static STATE: RefCell<State> = RefCell::default();
 }
 
-/// A group has begun (its transaction holds the write lock): check the cache is current,
-/// and on PostgreSQL read where its count of rows written starts (`written`).
+/// A group has begun (its transaction holds the write lock): in one query, check the cache
+/// is current, take the audit chain's head and the last movement number the group's writes
+/// will follow, and on PostgreSQL read where its count of rows written starts (`written`).
 pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
-    let (now, written): (i64, i64) = match conn {
-        DbConn::Sqlite(c) => (
-            master_generation::table
-                .select(master_generation::n)
-                .get_result(c)?,
-            0,
-        ),
-        // In the same round trip: PostgreSQL's count holds, besides this transaction's rows,
-        // those of the connection's earlier transactions that it has not yet reported to
-        // its statistics (it does so between transactions, at most once a second), so it
-        // does not start at zero.
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    // Scalar subqueries on the two primary keys, as `audit::head` and `ledger::last_seq`
+    // read them: one round trip on PostgreSQL instead of three.
+    let head_seq = || sql::<Nullable<BigInt>>("(SELECT max(seq) FROM audit_events)");
+    let head_hash = || {
+        sql::<Nullable<Text>>(
+            "(SELECT hash FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events))",
+        )
+    };
+    let last_movement = || sql::<Nullable<BigInt>>("(SELECT max(seq) FROM movements)");
+    type Found = (i64, i64, Option<i64>, Option<String>, Option<i64>);
+    let (now, written, seq, hash, moved): Found = match conn {
+        DbConn::Sqlite(c) => master_generation::table
+            .select((
+                master_generation::n,
+                sql::<BigInt>("0"),
+                head_seq(),
+                head_hash(),
+                last_movement(),
+            ))
+            .get_result(c)?,
+        // PostgreSQL's count holds, besides this transaction's rows, those of the
+        // connection's earlier transactions that it has not yet reported to its statistics
+        // (it does so between transactions, at most once a second), so it does not start
+        // at zero.
         DbConn::Postgres(c) => master_generation::table
             .select((
                 master_generation::n,
-                diesel::dsl::sql::<diesel::sql_types::BigInt>(super::PG_ROWS_WRITTEN),
+                sql::<BigInt>(super::PG_ROWS_WRITTEN),
+                head_seq(),
+                head_hash(),
+                last_movement(),
             ))
             .get_result(c)?,
     };
+    let head = seq.zip(hash);
     STATE.with_borrow_mut(|s| {
         if s.generation != Some(now) {
             s.master = Master::default();
             s.generation = Some(now);
         }
+        // Every write, by this service or another process or node, appends to the chain in
+        // its transaction: a head that is still the one this writer committed last means
+        // that no one has written since.
+        if s.shelves_changed || s.committed_head.as_ref() != Some(&head) {
+            s.forget_shelves();
+        }
         s.in_group = true;
         s.master_changed = false;
         s.forget_group();
+        s.audit_head = Some(head);
+        s.last_movement = Some(moved.unwrap_or(0));
         // A server that does not count (-1) leaves a count no failed write can match.
         s.written = if written < 0 { i64::MIN / 2 } else { written };
     });
     Ok(())
 }
 
-/// The group has committed or rolled back.
-pub(super) fn end() {
+/// The group has committed, or rolled back (`committed` false).
+pub(super) fn end(committed: bool) {
     STATE.with_borrow_mut(|s| {
+        if committed {
+            s.committed_head = s.audit_head.clone();
+            s.shelves_changed = false;
+        } else {
+            s.forget_shelves();
+        }
         s.in_group = false;
         s.forget_group();
     });
@@ -244,5 +299,136 @@ pub(super) fn keep_position(lot: Uuid, at: Location, quantity: Option<i64>) {
 pub(super) fn position_changing(lot: Uuid, at: Location) {
     STATE.with_borrow_mut(|s| {
         s.positions.remove(&(lot, at));
+    });
+}
+
+/// What the writer knows of the stock of one item in one warehouse, in FEFO order: the
+/// positions whose FEFO key is at most `upto` (all of them when `complete`), with their lots
+/// and quantities in thousandths. A shipment's allocation reads stock in that order, a page at
+/// a time, until what it wants is covered (`ledger::available_at`); what it read is kept
+/// here, and the postings of this writer keep it current (`shelf_moved`), so the next
+/// shipment of the item there reads nothing. Kept across groups while the audit chain's head
+/// is the one this writer committed (`begin`), forgotten with any transaction that does not
+/// commit, and whenever a lot changes (`lots_changing`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct Shelf {
+    pub rows: Vec<(crate::domain::ledger::lot::Lot, i64, String)>,
+    pub upto: String,
+    pub complete: bool,
+}
+
+/// Positions kept at most across all shelves; past it they start afresh.
+const MAX_SHELVED: usize = 200_000;
+
+/// The shelf of `item` at `warehouse` as far as it is known, if the writer may use it here.
+/// `until` is told each row in order and says when enough is taken: the rows are cloned up
+/// to that one only, and the answer says whether it was reached.
+pub(super) fn shelf(
+    warehouse: Uuid,
+    item: Uuid,
+    mut until: impl FnMut(&crate::domain::ledger::lot::Lot, i64) -> bool,
+) -> Option<(Shelf, bool)> {
+    STATE.with_borrow(|s| {
+        let shelf = s.shelves.get(&(warehouse, item)).filter(|_| s.in_group)?;
+        let mut rows = vec![];
+        let mut reached = false;
+        for (lot, q, key) in &shelf.rows {
+            rows.push((lot.clone(), *q, key.clone()));
+            if until(lot, *q) {
+                reached = true;
+                break;
+            }
+        }
+        let known = Shelf {
+            rows,
+            upto: shelf.upto.clone(),
+            complete: shelf.complete,
+        };
+        Some((known, reached))
+    })
+}
+
+/// The whole of a shelf as known, for the check of debug builds (`ledger::available_at`).
+#[cfg(debug_assertions)]
+pub(super) fn whole_shelf(warehouse: Uuid, item: Uuid) -> Option<Shelf> {
+    STATE.with_borrow(|s| s.shelves.get(&(warehouse, item)).cloned())
+}
+
+/// Rows read from the database after the shelf's end (or from its start, if it is not
+/// known), in FEFO order; `complete` if they are the last ones.
+pub(super) fn shelve(
+    warehouse: Uuid,
+    item: Uuid,
+    read: &[(crate::domain::ledger::lot::Lot, i64, String)],
+    complete: bool,
+) {
+    STATE.with_borrow_mut(|s| {
+        if !s.in_group {
+            return;
+        }
+        if s.shelves.values().map(|sh| sh.rows.len()).sum::<usize>() + read.len() > MAX_SHELVED {
+            s.shelves.clear();
+        }
+        let shelf = s.shelves.entry((warehouse, item)).or_default();
+        shelf.rows.extend(read.iter().cloned());
+        if let Some((_, _, key)) = read.last() {
+            shelf.upto = key.clone();
+        }
+        shelf.complete = complete;
+    });
+}
+
+/// A posting has moved `quantity` (thousandths) of `lot` of `item` out of (`-`) or into a
+/// warehouse. `new` is the lot and its FEFO key when the lot came with the posting; a lot
+/// that is not, and is not on the shelf, makes the shelf be read again. So does anything
+/// that does not add up (a take from a position the shelf does not hold).
+pub(super) fn shelf_moved(
+    warehouse: Uuid,
+    item: Uuid,
+    lot: Uuid,
+    quantity: i64,
+    new: Option<(&crate::domain::ledger::lot::Lot, String)>,
+) {
+    STATE.with_borrow_mut(|s| {
+        if !s.in_group {
+            return;
+        }
+        s.shelves_changed = true;
+        let Some(shelf) = s.shelves.get_mut(&(warehouse, item)) else {
+            return;
+        };
+        let keep = match shelf.rows.iter().position(|(l, _, _)| l.id == lot) {
+            Some(i) => {
+                let q = shelf.rows[i].1 + quantity;
+                if q == 0 {
+                    shelf.rows.remove(i);
+                } else {
+                    shelf.rows[i].1 = q;
+                }
+                q >= 0
+            }
+            // Beyond what is known of the shelf: it stays as it is.
+            None if quantity > 0 => match new {
+                Some((l, key)) if shelf.complete || key <= shelf.upto => {
+                    let at = shelf.rows.partition_point(|(_, _, k)| *k < key);
+                    shelf.rows.insert(at, (l.clone(), quantity, key));
+                    true
+                }
+                Some(_) => true,
+                None => false,
+            },
+            None => !shelf.complete,
+        };
+        if !keep {
+            s.shelves.remove(&(warehouse, item));
+        }
+    });
+}
+
+/// A lot is changing (its hold): what the shelves say of it is no longer so.
+pub(super) fn lots_changing() {
+    STATE.with_borrow_mut(|s| {
+        s.shelves.clear();
+        s.shelves_changed = true;
     });
 }

@@ -433,6 +433,7 @@ pub fn update_lot_hold(conn: &mut DbConn, l: &Lot) -> Result<()> {
         ))
         .execute(c))?;
     super::group::wrote(n);
+    super::group::lots_changing();
     Ok(())
 }
 
@@ -576,79 +577,55 @@ pub fn available_at(
             .filter(|(i, _)| *i == item)
             .map(|(_, q)| q.to_scaled())
             .sum();
-        let (place, item) = (warehouse.to_string(), item.to_string());
+        // Whether this row, certainly usable, brings what is so to the need.
         let mut sure = 0i64;
-        // Takes one row in FEFO order; `true` once what is certainly usable covers the need.
-        let mut take = |lot: LotRow, q: i64| -> Result<bool> {
-            let lot = Lot::try_from(lot)?;
-            super::group::keep_position(lot.id, Location::warehouse(warehouse), Some(q));
+        let mut covers = |lot: &Lot, q: i64| {
             // Usable whoever the recipient is: the domain's rule, and no earmark at all.
-            let usable = unusable_reason(&lot, on, None).is_none() && lot.earmark.is_none();
+            let usable = unusable_reason(lot, on, None).is_none() && lot.earmark.is_none();
+            if usable {
+                sure += q;
+            }
+            usable && sure >= need
+        };
+        let mut take = |lot: Lot, q: i64| {
+            super::group::keep_position(lot.id, Location::warehouse(warehouse), Some(q));
             picked.push(Available {
                 lot,
                 quantity: Quantity::from_scaled(q),
             });
-            if usable {
-                sure += q;
-            }
-            Ok(usable && sure >= need)
         };
-        // A macro, not a value: `as_select` is typed by the backend it is loaded on.
-        macro_rules! in_stock {
-            () => {
-                balances::table
-                    .inner_join(lots::table)
-                    .filter(balances::location_kind.eq(LocationKind::Warehouse.as_str()))
-                    .filter(balances::location_id.eq(&place))
-                    .filter(balances::item_id.eq(&item))
-                    .select((
-                        LotRow::as_select(),
-                        balances::quantity_milli,
-                        balances::fefo,
-                    ))
-                    // FEFO, as `plan::allocate` takes it, read in index order (migration 000007).
-                    .order(balances::fefo.asc())
-            };
+        // First what the writer knows of this shelf, then pages read after its end.
+        let mut after = String::new();
+        if let Some((known, covered)) = super::group::shelf(warehouse, item, &mut covers) {
+            #[cfg(debug_assertions)]
+            check_shelf(conn, warehouse, item)?;
+            for (lot, q, _) in known.rows {
+                take(lot, q);
+            }
+            if covered || known.complete {
+                continue;
+            }
+            after = known.upto;
         }
-        match conn {
-            // SQLite steps through the rows as they are taken and stops where they do.
-            DbConn::Sqlite(c) => {
-                for row in in_stock!()
-                    .load_iter::<(LotRow, i64, String), diesel::connection::DefaultLoadingMode>(c)?
-                {
-                    let (lot, q, _) = row?;
-                    if take(lot, q)? {
-                        break;
-                    }
+        let mut size = FEFO_PAGE;
+        loop {
+            let page = stock_page(conn, warehouse, item, &after, size)?;
+            let full = page.len() as i64 == size;
+            super::group::shelve(warehouse, item, &page, !full);
+            // Past the first page the stock is unusual (expired, held, earmarked or short):
+            // read on in bigger pages, so a refusal costs few round trips.
+            size = FEFO_PAGE * 8;
+            let mut covered = false;
+            for (lot, q, key) in page {
+                after = key;
+                covered = covers(&lot, q);
+                take(lot, q);
+                if covered {
+                    break;
                 }
             }
-            // PostgreSQL sends the whole result at once: read it a page at a time, from where
-            // the last page ended in FEFO order (the key is unique per place and item). A
-            // shipment usually needs one or two lots of the dozens a warehouse may hold, and
-            // reading them all was a fifth of the backend's statement time (docs/performance.md).
-            DbConn::Postgres(c) => {
-                let (mut after, mut size) = (String::new(), FEFO_PAGE);
-                loop {
-                    let page: Vec<(LotRow, i64, String)> = in_stock!()
-                        .filter(balances::fefo.gt(&after))
-                        .limit(size)
-                        .load(c)?;
-                    let full = page.len() as i64 == size;
-                    // Past the first page the stock is unusual (expired, held, earmarked or
-                    // short): read on in bigger pages, so a refusal costs few round trips.
-                    size = FEFO_PAGE * 8;
-                    let mut covered = false;
-                    for (lot, q, fefo) in page {
-                        after = fefo;
-                        if take(lot, q)? {
-                            covered = true;
-                            break;
-                        }
-                    }
-                    if covered || !full {
-                        break;
-                    }
-                }
+            if covered || !full {
+                break;
             }
         }
     }
@@ -669,8 +646,61 @@ pub fn available_at(
     Ok(picked)
 }
 
-/// Lots a shipment's stock read takes from PostgreSQL in its first page (see `available_at`).
+/// Lots a shipment's stock read takes in its first page (see `available_at`).
 const FEFO_PAGE: i64 = 8;
+
+/// The next `size` positions of `item` in `warehouse` after FEFO key `after`, with their lots
+/// and FEFO keys, in FEFO order (an index scan, migration 000007; the key is unique per place
+/// and item). A page rather than the whole shelf: a shipment usually needs one or two lots of
+/// the dozens a warehouse may hold, and reading them all was a fifth of PostgreSQL's
+/// statement time (docs/performance.md).
+fn stock_page(
+    conn: &mut DbConn,
+    warehouse: Uuid,
+    item: Uuid,
+    after: &str,
+    size: i64,
+) -> Result<Vec<(Lot, i64, String)>> {
+    let (place, item) = (warehouse.to_string(), item.to_string());
+    let rows: Vec<(LotRow, i64, String)> = on!(conn, |c| balances::table
+        .inner_join(lots::table)
+        .filter(balances::location_kind.eq(LocationKind::Warehouse.as_str()))
+        .filter(balances::location_id.eq(&place))
+        .filter(balances::item_id.eq(&item))
+        .filter(balances::fefo.gt(after))
+        .select((
+            LotRow::as_select(),
+            balances::quantity_milli,
+            balances::fefo
+        ))
+        .order(balances::fefo.asc())
+        .limit(size)
+        .load(c))?;
+    rows.into_iter()
+        .map(|(lot, q, key)| Ok((Lot::try_from(lot)?, q, key)))
+        .collect()
+}
+
+/// Debug builds (the tests) check what the writer knows of a shelf against the database
+/// each time it is used: a posting that moved stock without telling its shelf fails them.
+#[cfg(debug_assertions)]
+fn check_shelf(conn: &mut DbConn, warehouse: Uuid, item: Uuid) -> Result<()> {
+    let Some(known) = super::group::whole_shelf(warehouse, item) else {
+        return Ok(());
+    };
+    let mut read = stock_page(conn, warehouse, item, "", i64::MAX)?;
+    if !known.complete {
+        read.retain(|(_, _, key)| *key <= known.upto);
+    }
+    if read != known.rows {
+        return Err(Error::Internal(format!(
+            "the writer's shelf of item {item} at {warehouse} is not the database's: \
+             {:?} against {:?}",
+            known.rows, read
+        )));
+    }
+    Ok(())
+}
 
 fn dedup<T: Clone + PartialEq>(v: &[T]) -> Vec<T> {
     let mut out: Vec<T> = Vec::with_capacity(v.len());
@@ -1344,6 +1374,17 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
         }
         if !inserted {
             change_balance(conn, m, m.to, q)?;
+        }
+    }
+    for m in p.movements {
+        let q = m.quantity.to_scaled();
+        if m.from.kind == LocationKind::Warehouse {
+            super::group::shelf_moved(m.from.id, m.item_id, m.lot_id, -q, None);
+        }
+        if m.to.kind == LocationKind::Warehouse {
+            let new = p.lots.iter().zip(&lots).find(|(l, _)| l.id == m.lot_id);
+            let new = new.map(|(l, row)| (l, fefo_key(row)));
+            super::group::shelf_moved(m.to.id, m.item_id, m.lot_id, q, new);
         }
     }
     if let Some(last) = p.movements.last() {

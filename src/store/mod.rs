@@ -503,7 +503,7 @@ fn writer(
             tracing::error!(error = %why, "group commit failed");
             let _ = rollback(&mut conn);
         }
-        group::end();
+        group::end(outcome.is_ok());
         if outcome.is_ok() {
             // Counted before anyone is answered, so a caller that has its answer sees it.
             shared.commits.fetch_add(1, SeqCst);
@@ -828,10 +828,16 @@ pub(crate) fn is_transient(e: &diesel::result::Error) -> bool {
 fn begin(conn: &mut DbConn) -> diesel::QueryResult<()> {
     match conn {
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
-        DbConn::Postgres(c) => {
-            <AnsiTransactionManager as TransactionManager<PgConnection>>::begin_transaction(c)?;
-            c.batch_execute(&format!("SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"))
-        }
+        // The lock in the same round trip as the BEGIN. If the lock fails, the server has
+        // begun a transaction that diesel does not know of (it counts only a batch that
+        // succeeded): it is rolled back here, so the next BEGIN starts clean.
+        DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction_sql(
+            c,
+            &format!("BEGIN; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"),
+        )
+        .inspect_err(|_| {
+            let _ = c.batch_execute("ROLLBACK");
+        }),
     }
 }
 

@@ -132,23 +132,7 @@ impl TestApp {
         let clerk = token("clerk", Role::Clerk, vec![warehouse_a]);
         let auditor = token("auditor", Role::Auditor, vec![]);
 
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = mpsc::channel();
-        let server_db = db.clone();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let settings = relief_ledger::api::Settings {
-                    workers: Some(2),
-                    public_disclosure: true,
-                    auth_failures_per_minute,
-                };
-                let server = relief_ledger::api::serve(listener, server_db, settings).unwrap();
-                tx.send(server.handle()).unwrap();
-                server.await
-            })
-        });
-        let handle = rx.recv().unwrap();
+        let (base, handle) = serve(db, auth_failures_per_minute);
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -187,9 +171,36 @@ impl TestApp {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Resp {
+        self.send_to(&self.base, method, path, token, body, headers)
+    }
+
+    /// A second server on this app's database, as a second API node would be.
+    pub fn another_node(&self) -> Node {
+        let db = Db::open(&self.db_url, 4).expect("open database");
+        let (base, handle) = serve(db, 100_000);
+        Node {
+            base,
+            handle: Some(handle),
+        }
+    }
+
+    /// POSTs to another node (`another_node`).
+    pub fn post_at(&self, node: &Node, path: &str, token: &str, body: Value) -> Resp {
+        self.send_to(&node.base, "POST", path, Some(token), Some(&body), &[])
+    }
+
+    fn send_to(
+        &self,
+        base: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut req = ureq::http::Request::builder()
             .method(method)
-            .uri(format!("{}{}", self.base, path));
+            .uri(format!("{base}{path}"));
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -310,6 +321,40 @@ impl Drop for TestApp {
             actix_web::rt::System::new().block_on(h.stop(false));
         }
     }
+}
+
+/// Another server on a `TestApp`'s database; stopped when dropped.
+pub struct Node {
+    pub base: String,
+    handle: Option<actix_web::dev::ServerHandle>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            actix_web::rt::System::new().block_on(h.stop(false));
+        }
+    }
+}
+
+/// Serves `db` on a free port; returns its base URL and the handle that stops it.
+fn serve(db: Db, auth_failures_per_minute: u32) -> (String, actix_web::dev::ServerHandle) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let settings = relief_ledger::api::Settings {
+                workers: Some(2),
+                public_disclosure: true,
+                auth_failures_per_minute,
+            };
+            let server = relief_ledger::api::serve(listener, db, settings).unwrap();
+            tx.send(server.handle()).unwrap();
+            server.await
+        })
+    });
+    (base, rx.recv().unwrap())
 }
 
 /// A fresh, empty database for one test: a file in a temporary directory, or, when

@@ -765,6 +765,60 @@ fn shipments_take_the_earliest_expiry_first() {
     app.assert_ledger_ok();
 }
 
+/// The writer keeps each warehouse's stock of an item in FEFO order as shipments read it, and
+/// keeps it current as it posts (src/store/group.rs, `Shelf`). Stock moved by another node
+/// on the same database, a lot put on hold, and receipts in between must all reach the very
+/// next shipment. (Debug builds also check the kept stock against the database each time it
+/// is used.)
+#[test]
+fn shipments_see_stock_as_it_is_now() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let first = receive_lot(&app, &w, "A-30", 30);
+    let second = receive_lot(&app, &w, "B-40", 40);
+    let mask = |q: &str| json!([{"item_id": w.mask, "quantity": q}]);
+    let s = ship(&app, &w, &w.community, mask("4")).ok(201);
+    assert_eq!(lots_moved(&s, &w.mask), [(first.clone(), "4".into())]);
+
+    // Another node takes the rest of the first lot: this node's next shipment starts on
+    // the second.
+    let node = app.another_node();
+    let elsewhere = app
+        .post_at(
+            &node,
+            "/api/v1/shipments",
+            &app.clerk,
+            json!({"warehouse_id": app.warehouse_a, "recipient_id": w.factory,
+                   "dispatch": true, "lines": mask("6")}),
+        )
+        .ok(201);
+    assert_eq!(
+        lots_moved(&elsewhere, &w.mask),
+        [(first.clone(), "6".into())]
+    );
+    let s = ship(&app, &w, &w.community, mask("3")).ok(201);
+    assert_eq!(lots_moved(&s, &w.mask), [(second.clone(), "3".into())]);
+
+    // A lot that expires sooner, received here, comes first.
+    let sooner = receive_lot(&app, &w, "C-20", 20);
+    let s = ship(&app, &w, &w.community, mask("12")).ok(201);
+    assert_eq!(
+        lots_moved(&s, &w.mask),
+        [(sooner.clone(), "10".into()), (second.clone(), "2".into())]
+    );
+
+    // The second lot held: nothing usable is left.
+    app.post(
+        &format!("/api/v1/lots/{second}/hold"),
+        &app.staff,
+        json!({"reason": "召回"}),
+    )
+    .ok(200);
+    let p = ship(&app, &w, &w.community, mask("1")).problem(409);
+    assert_eq!(p["available"], "0", "{p}");
+    app.assert_ledger_ok();
+}
+
 /// A warehouse may hold dozens of lots of an item; allocation reads them a few at a time
 /// (on PostgreSQL, pages of eight) until what it can use covers the shipment. Here seven
 /// expired lots come first in FEFO order, so the usable ones it takes lie on both sides of
