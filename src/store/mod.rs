@@ -284,26 +284,59 @@ fn run_caught(job: &mut Box<dyn Pending>, conn: &mut DbConn) -> Option<bool> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn))).ok()
 }
 
-/// Whether the writer's transaction is still open and usable.
+/// Whether the writer's SQLite transaction is still open and usable. SQLite ends it by
+/// itself on some errors (I/O, disk full, out of memory), and the statements after would
+/// then each commit on their own. `BEGIN` inside an open transaction is refused, which is the
+/// answer wanted; if it is accepted, the transaction had been lost and this one is rolled
+/// back at once. (diesel does not expose `sqlite3_get_autocommit`.)
+fn transaction_open(c: &mut SqliteConnection) -> bool {
+    match c.batch_execute("BEGIN") {
+        Err(e) => e.to_string().contains("within a transaction"),
+        Ok(()) => {
+            let _ = c.batch_execute("ROLLBACK");
+            false
+        }
+    }
+}
+
+/// Commits a group.
 ///
-/// SQLite ends it by itself on some errors (I/O, disk full, out of memory), and the
-/// statements after would then each commit on their own. `BEGIN` inside an open transaction
-/// is refused, which is the answer wanted; if it is accepted, the transaction had been lost
-/// and this one is rolled back at once. (diesel does not expose `sqlite3_get_autocommit`.)
+/// PostgreSQL keeps a transaction open after an error but aborted: it refuses every
+/// statement, and answers COMMIT by rolling back, without an error. A statement that
+/// failed inside a write that did not report it would then have its group acknowledged
+/// unwritten. So the COMMIT follows a `SELECT 1` in the same round trip: in an aborted
+/// transaction the `SELECT 1` fails and the batch stops before the COMMIT. diesel follows
+/// libpq's transaction status after every statement, so it knows whether the COMMIT ran:
+/// if the transaction is still open, it did not, and nothing was written.
 ///
-/// PostgreSQL keeps the transaction open but, after an error, aborted: it refuses every
-/// statement, and answers COMMIT by rolling back without an error. A statement that
-/// succeeds says it is not aborted.
-fn transaction_open(conn: &mut DbConn) -> bool {
-    match conn {
-        DbConn::Sqlite(c) => match c.batch_execute("BEGIN") {
-            Err(e) => e.to_string().contains("within a transaction"),
-            Ok(()) => {
-                let _ = c.batch_execute("ROLLBACK");
-                false
-            }
-        },
-        DbConn::Postgres(c) => c.batch_execute("SELECT 1").is_ok(),
+/// A COMMIT that fails may still have reached the disk (its fsync failed, or a connection
+/// dropped on the way back): the answer says so, rather than "nothing".
+fn commit_group(conn: &mut DbConn) -> std::result::Result<(), String> {
+    let unknown = |e: diesel::result::Error| {
+        format!(
+            "the group's COMMIT failed ({e}): whether these writes were saved is \
+             unknown; retry with the same Idempotency-Key"
+        )
+    };
+    let DbConn::Postgres(c) = conn else {
+        return commit(conn).map_err(unknown);
+    };
+    let open = |c: &mut PgConnection| {
+        <AnsiTransactionManager as TransactionManager<PgConnection>>::transaction_manager_status_mut(c)
+            .transaction_depth()
+            .is_ok_and(|d| d.is_some())
+    };
+    match c.batch_execute("SELECT 1; COMMIT") {
+        // Should diesel not have followed the COMMIT, it ends the transaction its own way (a
+        // COMMIT outside a transaction is only a warning).
+        Ok(()) if open(c) => commit(conn).map_err(unknown),
+        Ok(()) => Ok(()),
+        Err(_) if open(c) => Err(
+            "the group's transaction was aborted by an error that no write reported; \
+             nothing was written"
+                .into(),
+        ),
+        Err(e) => Err(unknown(e)),
     }
 }
 
@@ -325,8 +358,10 @@ fn left_clean(conn: &mut DbConn, before: i64) -> std::result::Result<bool, Strin
     if changes(conn)? != before {
         return Ok(false);
     }
-    if !transaction_open(conn) {
-        return Err("the transaction ended on an error; nothing was written".into());
+    if let DbConn::Sqlite(c) = conn {
+        if !transaction_open(c) {
+            return Err("the transaction ended on an error; nothing was written".into());
+        }
     }
     Ok(true)
 }
@@ -482,22 +517,7 @@ fn writer(
         }
         let outcome = match given_up {
             Some(why) => Err(why),
-            // PostgreSQL answers the COMMIT of an aborted transaction by rolling back, without
-            // an error: a statement that failed inside a write that did not report it would
-            // have its group acknowledged unwritten. One round trip a group rules that out.
-            None if matches!(conn, DbConn::Postgres(_)) && !transaction_open(&mut conn) => Err(
-                "the group's transaction was aborted by an error that no write reported; \
-                 nothing was written"
-                    .into(),
-            ),
-            // A COMMIT that fails may still have reached the disk (its fsync failed, or a
-            // PostgreSQL connection dropped on the way back): say so, rather than "nothing".
-            None => commit(&mut conn).map_err(|e| {
-                format!(
-                    "the group's COMMIT failed ({e}): whether these writes were saved is \
-                     unknown; retry with the same Idempotency-Key"
-                )
-            }),
+            None => commit_group(&mut conn),
         };
         if let Err(why) = &outcome {
             tracing::error!(error = %why, "group commit failed");
