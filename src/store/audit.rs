@@ -7,7 +7,7 @@ use super::DbConn;
 use crate::domain::audit::{AuditEvent, ChainBreak, ChainVerifier, NewEvent};
 use crate::error::Result;
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = t, treat_none_as_default_value = false)]
 pub(super) struct Row {
     seq: i64,
@@ -81,6 +81,7 @@ fn read_head(conn: &mut DbConn) -> Result<Option<(i64, String)>> {
 /// reading the head and inserting after it one step; the primary key on `seq` would refuse
 /// a fork even if it did not.
 pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<AuditEvent> {
+    super::batch::settle(conn)?;
     let row = sealed(conn, event)?;
     let n = on!(conn, |c| diesel::insert_into(t::table)
         .values(&row)

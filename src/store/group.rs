@@ -155,6 +155,7 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
             .get_result(c)?,
     };
     let head = seq.zip(hash);
+    super::batch::begin(matches!(conn, DbConn::Postgres(_)));
     STATE.with_borrow_mut(|s| {
         if s.generation != Some(now) {
             s.master = Master::default();
@@ -189,6 +190,7 @@ pub(super) fn end(committed: bool) {
         s.in_group = false;
         s.forget_group();
     });
+    super::batch::off();
 }
 
 /// What a write may move of what the group remembers, taken before the write runs.
@@ -196,6 +198,7 @@ pub(super) struct Mark {
     audit_head: Option<Option<(i64, String)>>,
     last_movement: Option<i64>,
     written: i64,
+    kept: usize,
 }
 
 pub(super) fn mark() -> Mark {
@@ -203,6 +206,7 @@ pub(super) fn mark() -> Mark {
         audit_head: s.audit_head.clone(),
         last_movement: s.last_movement,
         written: s.written,
+        kept: super::batch::kept(),
     })
 }
 
@@ -216,6 +220,11 @@ pub(super) fn write_undone(mark: Mark) {
         s.last_movement = mark.last_movement;
         s.written = mark.written;
         s.positions.clear();
+        // Postings it kept (`store::batch`) go with it, and the stock they moved is read
+        // again.
+        if super::batch::undo_to(mark.kept) {
+            s.shelves.clear();
+        }
     });
 }
 

@@ -78,7 +78,7 @@ fn opt_date(s: Option<&str>) -> Result<Option<NaiveDate>> {
 
 // ---------------------------------------------------------------- documents
 
-#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Queryable, Selectable, Insertable, AsChangeset, serde::Serialize)]
 #[diesel(table_name = documents, treat_none_as_null = true, treat_none_as_default_value = false)]
 struct DocRow {
     id: String,
@@ -99,7 +99,7 @@ struct DocRow {
     version: i64,
 }
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = document_lines, treat_none_as_default_value = false)]
 struct LineRow {
     document_id: String,
@@ -192,6 +192,7 @@ fn document(r: DocRow, lines: Vec<LineRow>) -> Result<Document> {
 
 /// Writes a document's new state (status, details, links). Lines never change.
 pub fn update_document(conn: &mut DbConn, d: &Document) -> Result<()> {
+    super::batch::settle(conn)?;
     let row = DocRow::from(d);
     let n = on!(conn, |c| diesel::update(documents::table.find(&row.id))
         .set(&row)
@@ -201,6 +202,7 @@ pub fn update_document(conn: &mut DbConn, d: &Document) -> Result<()> {
 }
 
 pub fn get_document(conn: &mut DbConn, id: Uuid) -> Result<Option<Document>> {
+    super::batch::settle(conn)?;
     let id = id.to_string();
     let Some(row) = on!(conn, |c| documents::table
         .find(&id)
@@ -321,6 +323,7 @@ fn as_quantities(lines: HashMap<i32, i64>) -> HashMap<i32, Quantity> {
 /// (neither reversed nor reversals). One prepared statement: receipts against a pledge
 /// run it.
 pub fn pledge_received(conn: &mut DbConn, pledge: Uuid) -> Result<HashMap<i32, Quantity>> {
+    super::batch::settle(conn)?;
     let key = pledge.to_string();
     let rows: Vec<ReceivedRow> = on!(conn, |c| document_lines::table
         .inner_join(documents::table)
@@ -340,6 +343,7 @@ pub fn pledges_received(
     conn: &mut DbConn,
     pledges: &[Uuid],
 ) -> Result<HashMap<Uuid, HashMap<i32, Quantity>>> {
+    super::batch::settle(conn)?;
     let mut out = HashMap::new();
     for chunk in pledges.chunks(500) {
         let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
@@ -359,7 +363,7 @@ pub fn pledges_received(
 
 // ---------------------------------------------------------------- lots
 
-#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Queryable, Selectable, Insertable, AsChangeset, serde::Serialize)]
 #[diesel(table_name = lots, treat_none_as_null = true, treat_none_as_default_value = false)]
 struct LotRow {
     id: String,
@@ -425,6 +429,7 @@ impl TryFrom<LotRow> for Lot {
 /// are copied into every balance row as its FEFO key (`change_balance`), so this writes no
 /// other column.
 pub fn update_lot_hold(conn: &mut DbConn, l: &Lot) -> Result<()> {
+    super::batch::settle(conn)?;
     let n = on!(conn, |c| diesel::update(lots::table.find(l.id.to_string()))
         .set((
             lots::on_hold.eq(l.on_hold),
@@ -438,6 +443,7 @@ pub fn update_lot_hold(conn: &mut DbConn, l: &Lot) -> Result<()> {
 }
 
 pub fn get_lot(conn: &mut DbConn, id: Uuid) -> Result<Option<Lot>> {
+    super::batch::settle(conn)?;
     let id = id.to_string();
     on!(conn, |c| lots::table
         .find(&id)
@@ -540,6 +546,7 @@ pub fn lot_donors(conn: &mut DbConn) -> Result<HashMap<Uuid, Uuid>> {
 /// The lots with these ids that exist, any number of them (read 500 at a time, as the
 /// other lot lookups here: SQLite binds an `IN` list one parameter an id).
 pub fn get_lots(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, Lot>> {
+    super::batch::settle(conn)?;
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let rows: Vec<LotRow> = lots::table
@@ -661,6 +668,7 @@ fn stock_page(
     after: &str,
     size: i64,
 ) -> Result<Vec<(Lot, i64, String)>> {
+    super::batch::settle(conn)?;
     let (place, item) = (warehouse.to_string(), item.to_string());
     let rows: Vec<(LotRow, i64, String)> = on!(conn, |c| balances::table
         .inner_join(lots::table)
@@ -723,6 +731,7 @@ pub fn balances_of(
         let q = match super::group::position(lot, loc) {
             Some(known) => known,
             None => {
+                super::batch::settle(conn)?;
                 let (lot_id, place) = (lot.to_string(), loc.id.to_string());
                 let q: Option<i64> = on!(conn, |c| balances::table
                     .filter(balances::lot_id.eq(&lot_id))
@@ -783,7 +792,7 @@ macro_rules! hand_written_statement {
 /// A lot's place in FEFO order, over a row of `lots` (migration 000007): lots without an
 /// expiry date last, then by expiry, creation and id. Every statement that writes or checks
 /// a position's `fefo` uses this; `fefo_key` is the same in Rust.
-const LOT_FEFO_KEY: &str = "(CASE WHEN lots.expiry_date IS NULL THEN '1' \
+pub(super) const LOT_FEFO_KEY: &str = "(CASE WHEN lots.expiry_date IS NULL THEN '1' \
                             ELSE '0' || lots.expiry_date END) || lots.created_at || lots.id";
 
 /// Adds to a balance, creating it if new with its lot's place in FEFO order (`fefo`, see
@@ -1012,7 +1021,7 @@ fn change_balance(conn: &mut DbConn, m: &Movement, loc: Location, delta: i64) ->
 
 // ---------------------------------------------------------------- movements
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = movements, treat_none_as_default_value = false)]
 struct MoveRow {
     seq: i64,
@@ -1115,7 +1124,7 @@ pub struct Posting<'a> {
 /// round trip each.
 // Every column bound, never DEFAULT: a statement whose text could change with the values is
 // one diesel does not keep prepared.
-#[derive(Insertable)]
+#[derive(Insertable, serde::Serialize)]
 #[diesel(table_name = balances, treat_none_as_default_value = false)]
 struct NewPosition {
     lot_id: String,
@@ -1256,6 +1265,53 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
     let in_one_statement = matches!(conn, DbConn::Postgres(_))
         && lines.len().max(lots.len()).max(moves.len()) <= ROWS_PER_STATEMENT;
     let taken = takes(p.movements).filter(|_| in_one_statement);
+    // Kept to go with the group's other postings in one statement (`store::batch`), when
+    // nothing of it needs a statement of its own: every increase opens a position.
+    let opens_all = p
+        .movements
+        .iter()
+        .zip(&inserted)
+        .all(|(m, i)| *i || !m.to.holds_stock());
+    if let Some(taken) = taken.as_ref().filter(|_| opens_all) {
+        fn json<T: serde::Serialize>(row: &T) -> String {
+            serde_json::to_string(row).expect("rows serialize")
+        }
+        let kept = super::batch::Kept {
+            rows: [
+                doc.iter().map(json).collect(),
+                lots.iter().map(json).collect(),
+                lines.iter().map(json).collect(),
+                moves.iter().map(json).collect(),
+                created.iter().map(json).collect(),
+                vec![json(&event)],
+            ],
+            transit: transit
+                .iter()
+                .flat_map(|t| {
+                    t.rows
+                        .iter()
+                        .map(|(lot, item, q)| (lot.clone(), t.document.clone(), item.clone(), *q))
+                })
+                .collect(),
+            takes: taken.clone(),
+            creates: p.lots.iter().map(|l| l.id).collect(),
+            opens: p
+                .movements
+                .iter()
+                .zip(&inserted)
+                .filter(|(_, i)| **i)
+                .map(|(m, _)| (m.lot_id, m.to))
+                .collect(),
+        };
+        if super::batch::may_keep(&kept) {
+            for (lot, at, _) in taken {
+                super::group::position_changing(*lot, *at);
+            }
+            super::batch::keep(kept);
+            return Ok(posted(p.movements, p.lots, &lots, event));
+        }
+    }
+    super::batch::settle(conn)?;
     match conn {
         DbConn::Postgres(c) if in_one_statement => {
             let taken = taken.as_deref().unwrap_or_default();
@@ -1376,21 +1432,32 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
             change_balance(conn, m, m.to, q)?;
         }
     }
-    for m in p.movements {
+    Ok(posted(p.movements, p.lots, &lots, event))
+}
+
+/// A posting is written (or kept to be, `store::batch`): what the writer remembers moves
+/// with it.
+fn posted(
+    movements: &[Movement],
+    new_lots: &[Lot],
+    rows: &[LotRow],
+    event: super::audit::Row,
+) -> crate::domain::audit::AuditEvent {
+    for m in movements {
         let q = m.quantity.to_scaled();
         if m.from.kind == LocationKind::Warehouse {
             super::group::shelf_moved(m.from.id, m.item_id, m.lot_id, -q, None);
         }
         if m.to.kind == LocationKind::Warehouse {
-            let new = p.lots.iter().zip(&lots).find(|(l, _)| l.id == m.lot_id);
+            let new = new_lots.iter().zip(rows).find(|(l, _)| l.id == m.lot_id);
             let new = new.map(|(l, row)| (l, fefo_key(row)));
             super::group::shelf_moved(m.to.id, m.item_id, m.lot_id, q, new);
         }
     }
-    if let Some(last) = p.movements.last() {
+    if let Some(last) = movements.last() {
         super::group::set_last_movement(last.seq);
     }
-    Ok(super::audit::appended(event))
+    super::audit::appended(event)
 }
 
 /// Statements that PostgreSQL runs as one, in one round trip and one snapshot: each a
@@ -1477,6 +1544,7 @@ fn last_seq(conn: &mut DbConn) -> Result<i64> {
 }
 
 pub fn document_movements(conn: &mut DbConn, doc: Uuid) -> Result<Vec<Movement>> {
+    super::batch::settle(conn)?;
     let doc = doc.to_string();
     let rows: Vec<MoveRow> = on!(conn, |c| movements::table
         .filter(movements::document_id.eq(&doc))
@@ -1719,6 +1787,7 @@ pub struct StoredResponse {
 }
 
 pub fn find_idempotent(conn: &mut DbConn, user: Uuid, key: &str) -> Result<Option<StoredResponse>> {
+    super::batch::settle(conn)?;
     let user = user.to_string();
     let row: Option<(String, i32, String, String)> = on!(conn, |c| idempotency_keys::table
         .find((&user, key))
@@ -1742,6 +1811,7 @@ pub fn find_idempotent(conn: &mut DbConn, user: Uuid, key: &str) -> Result<Optio
 }
 
 pub fn save_idempotent(conn: &mut DbConn, user: Uuid, key: &str, r: &StoredResponse) -> Result<()> {
+    super::batch::settle(conn)?;
     let gone = diesel::delete(idempotency_keys::table.find((user.to_string(), key.to_string())))
         .execute(conn)?;
     super::group::wrote(gone);

@@ -44,6 +44,7 @@ fn meta(
 macro_rules! master_table {
     ($table:ident, $row:ident, $domain:ty, $insert:ident, $update:ident, $get:ident, $get_many:ident, $cached:ident) => {
         pub fn $insert(conn: &mut DbConn, record: &$domain) -> Result<()> {
+            super::batch::settle(conn)?;
             group::master_changing();
             let row = $row::from(record);
             group::wrote(on!(conn, |c| diesel::insert_into($table::table)
@@ -54,6 +55,7 @@ macro_rules! master_table {
 
         /// Writes a new version; the caller has checked the version it replaces.
         pub fn $update(conn: &mut DbConn, record: &$domain) -> Result<()> {
+            super::batch::settle(conn)?;
             group::master_changing();
             let row = $row::from(record);
             group::wrote(on!(conn, |c| diesel::update(
@@ -68,6 +70,7 @@ macro_rules! master_table {
             if let Some(Some(hit)) = group::master(|m| m.$cached.get(&id).cloned()) {
                 return Ok(Some(hit));
             }
+            super::batch::settle(conn)?;
             let key = id.to_string();
             let found = on!(conn, |c| $table::table
                 .find(&key)
@@ -100,6 +103,7 @@ macro_rules! master_table {
             if missing.is_empty() {
                 return Ok(out);
             }
+            super::batch::settle(conn)?;
             match conn {
                 DbConn::Postgres(c) => {
                     let rows: Vec<$row> = $table::table
@@ -279,6 +283,7 @@ impl TryFrom<ItemValueRow> for ItemValue {
 }
 
 pub fn insert_item_value(conn: &mut DbConn, v: &ItemValue) -> Result<()> {
+    super::batch::settle(conn)?;
     group::master_changing();
     diesel::insert_into(item_values::table)
         .values(ItemValueRow {
@@ -312,6 +317,7 @@ pub fn value_histories(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, 
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
+    super::batch::settle(conn)?;
     let order = (
         item_values::item_id,
         item_values::effective_from.desc(),

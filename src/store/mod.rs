@@ -18,6 +18,7 @@ macro_rules! on {
 }
 
 pub mod audit;
+mod batch;
 mod group;
 pub mod ledger;
 pub mod master;
@@ -203,8 +204,12 @@ struct WriterState {
     queued: std::sync::atomic::AtomicUsize,
     /// Groups committed so far, for the checkpointer to see whether the WAL has grown.
     commits: std::sync::atomic::AtomicU64,
-    /// Groups rolled back and run again because a write in them failed having written.
+    /// Groups rolled back and run again because a write in them failed having written, or
+    /// their postings kept together failed or were passed by a statement (`batch`).
     restarts: std::sync::atomic::AtomicU64,
+    /// Postings committed that were kept and sent together (`batch`), and the statements.
+    kept: std::sync::atomic::AtomicU64,
+    kept_statements: std::sync::atomic::AtomicU64,
     /// Set by the checkpointer after it has copied the bulk of a long WAL: the writer
     /// finishes the checkpoint after its next commit (see `checkpointer`).
     checkpoint_due: std::sync::atomic::AtomicBool,
@@ -367,48 +372,67 @@ fn left_clean(conn: &mut DbConn, before: i64) -> std::result::Result<bool, Strin
 }
 
 /// Starts the group over after a write failed having written (or, on PostgreSQL, aborted the
-/// transaction): rolls back and runs the group's writes again. A write that now fails
-/// without writing moves to `failed`; one that fails having written, or panics, gives up
-/// the group, as does any error of the database. Returns the change count to compare the
-/// next write against.
+/// transaction, or the postings kept for the group's one statement failed there, `batch`):
+/// rolls back and runs the group's writes again, each posting sent as it comes. A write that
+/// now fails without writing moves to `failed`; one that fails having written moves there
+/// too, and the rest start over once more without it (each round drops one, so this ends).
+/// A write that panics, or any error of the database, gives up the group. Returns the change
+/// count to compare the next write against.
 fn start_over(
     conn: &mut DbConn,
     group: &mut Vec<Box<dyn Pending>>,
     failed: &mut Vec<Box<dyn Pending>>,
 ) -> std::result::Result<i64, String> {
-    rollback(conn).map_err(|e| format!("cannot roll back: {e}"))?;
-    begin_with_retry(conn).map_err(|e| format!("cannot start a write: {e}"))?;
-    group::begin(conn).map_err(|e| format!("cannot start a write: {e}"))?;
-    let mut count = changes(conn)?;
-    let jobs = std::mem::take(group);
-    let mut broken = None;
-    for mut job in jobs {
-        if broken.is_some() {
-            group.push(job);
-            continue;
-        }
-        match run_caught(&mut job, conn) {
-            Some(true) => match changes(conn) {
-                Ok(c) => count = c,
-                Err(e) => broken = Some(e),
-            },
-            Some(false) => match left_clean(conn, count) {
-                Ok(true) => {
-                    failed.push(job);
-                    continue;
+    let give_up =
+        |why: String| format!("the group could not be started over ({why}); nothing was written");
+    loop {
+        rollback(conn).map_err(|e| format!("cannot roll back: {e}"))?;
+        begin_with_retry(conn).map_err(|e| format!("cannot start a write: {e}"))?;
+        group::begin(conn).map_err(|e| format!("cannot start a write: {e}"))?;
+        batch::off();
+        let mut count = changes(conn)?;
+        let mut jobs = std::mem::take(group).into_iter();
+        let mut again = false;
+        while let Some(mut job) = jobs.next() {
+            match run_caught(&mut job, conn) {
+                Some(true) => match changes(conn) {
+                    Ok(c) => count = c,
+                    Err(e) => {
+                        group.push(job);
+                        group.extend(jobs);
+                        return Err(give_up(e));
+                    }
+                },
+                Some(false) => match left_clean(conn, count) {
+                    Ok(true) => {
+                        failed.push(job);
+                        continue;
+                    }
+                    Ok(false) => {
+                        failed.push(job);
+                        group.extend(jobs);
+                        again = true;
+                        break;
+                    }
+                    Err(e) => {
+                        failed.push(job);
+                        group.extend(jobs);
+                        return Err(give_up(e));
+                    }
+                },
+                None => {
+                    group.push(job);
+                    group.extend(jobs);
+                    return Err(give_up(
+                        "a write panicked when its group started over".into(),
+                    ));
                 }
-                Ok(false) => broken = Some("a write failed again, having written".into()),
-                Err(e) => broken = Some(e),
-            },
-            None => broken = Some("a write panicked when its group started over".into()),
+            }
+            group.push(job);
         }
-        group.push(job);
-    }
-    match broken {
-        Some(why) => Err(format!(
-            "the group could not be started over ({why}); nothing was written"
-        )),
-        None => Ok(count),
+        if !again {
+            return Ok(count);
+        }
     }
 }
 
@@ -464,42 +488,58 @@ fn writer(
         let mut next = Some(first).filter(|_| given_up.is_none());
         while let Some(mut job) = next.take() {
             let mark = group::mark();
-            match run_caught(&mut job, &mut conn) {
-                Some(true) => {
-                    group.push(job);
-                    match changes(&mut conn) {
-                        Ok(c) => count = c,
-                        Err(e) => given_up = Some(e),
-                    }
+            batch::arm(true);
+            let ran = run_caught(&mut job, &mut conn);
+            batch::arm(false);
+            if batch::stale() {
+                // The write ran a statement without the postings kept before it (`batch`):
+                // what it read may be wrong. The group starts over, and its postings go as
+                // they come.
+                group.push(job);
+                shared.restarts.fetch_add(1, SeqCst);
+                match start_over(&mut conn, &mut group, &mut failed) {
+                    Ok(c) => count = c,
+                    Err(e) => given_up = Some(e),
                 }
-                Some(false) => {
-                    let restarted = match left_clean(&mut conn, count) {
-                        Ok(true) => {
-                            group::write_undone(mark);
-                            Ok(count)
+            } else {
+                match ran {
+                    Some(true) => {
+                        group.push(job);
+                        match changes(&mut conn) {
+                            Ok(c) => count = c,
+                            Err(e) => given_up = Some(e),
                         }
-                        // What the group remembered goes with its transaction: the group
-                        // starts over (`group::begin`) or is given up (`group::end`).
-                        Ok(false) => {
-                            shared.restarts.fetch_add(1, SeqCst);
-                            start_over(&mut conn, &mut group, &mut failed)
-                        }
-                        Err(e) => Err(e),
-                    };
-                    // Nothing of it is in the transaction either way; it is answered with
-                    // the others.
-                    failed.push(job);
-                    match restarted {
-                        Ok(c) => count = c,
-                        Err(e) => given_up = Some(e),
                     }
-                }
-                None => {
-                    // A bug in a write (its caller hears of it when its answer is dropped):
-                    // give up the group rather than commit around an unknown state.
-                    given_up = Some(
-                        "a write in the same group failed unexpectedly; nothing was written".into(),
-                    );
+                    Some(false) => {
+                        let restarted = match left_clean(&mut conn, count) {
+                            Ok(true) => {
+                                group::write_undone(mark);
+                                Ok(count)
+                            }
+                            // What the group remembered goes with its transaction: the group
+                            // starts over (`group::begin`) or is given up (`group::end`).
+                            Ok(false) => {
+                                shared.restarts.fetch_add(1, SeqCst);
+                                start_over(&mut conn, &mut group, &mut failed)
+                            }
+                            Err(e) => Err(e),
+                        };
+                        // Nothing of it is in the transaction either way; it is answered with
+                        // the others.
+                        failed.push(job);
+                        match restarted {
+                            Ok(c) => count = c,
+                            Err(e) => given_up = Some(e),
+                        }
+                    }
+                    None => {
+                        // A bug in a write (its caller hears of it when its answer is dropped):
+                        // give up the group rather than commit around an unknown state.
+                        given_up = Some(
+                            "a write in the same group failed unexpectedly; nothing was written"
+                                .into(),
+                        );
+                    }
                 }
             }
             if given_up.is_none() && taken < MAX_GROUP {
@@ -515,10 +555,23 @@ fn writer(
                 }
             }
         }
+        // The postings kept (`batch`) go first; if their statement fails, nothing of the
+        // group stands, and it starts over with each posting sent as it comes.
+        if given_up.is_none() && batch::settle(&mut conn).is_err() {
+            shared.restarts.fetch_add(1, SeqCst);
+            if let Err(e) = start_over(&mut conn, &mut group, &mut failed) {
+                given_up = Some(e);
+            }
+        }
+        let (postings, statements) = batch::sent();
         let outcome = match given_up {
             Some(why) => Err(why),
             None => commit_group(&mut conn),
         };
+        if outcome.is_ok() {
+            shared.kept.fetch_add(postings, SeqCst);
+            shared.kept_statements.fetch_add(statements, SeqCst);
+        }
         if let Err(why) = &outcome {
             tracing::error!(error = %why, "group commit failed");
             let _ = rollback(&mut conn);
@@ -602,7 +655,17 @@ impl Db {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Groups rolled back and run again without a write that failed having written.
+    /// Postings committed that went to PostgreSQL kept together (`batch`), and the
+    /// statements that carried them.
+    pub fn postings_kept(&self) -> (u64, u64) {
+        let s = &self.writer.shared;
+        (
+            s.kept.load(std::sync::atomic::Ordering::SeqCst),
+            s.kept_statements.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+
+    /// Groups rolled back and run again (`WriterState::restarts`).
     pub fn groups_started_over(&self) -> u64 {
         self.writer
             .shared
@@ -726,6 +789,9 @@ fn writer_connection(url: &str) -> Result<DbConn> {
                 on.track_counts
             )));
         }
+        // Every statement of a write is seen: one that runs while postings are kept and
+        // not sent first starts the group over (`batch`).
+        c.set_instrumentation(batch::Detector);
     }
     Ok(conn)
 }

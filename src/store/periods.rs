@@ -102,6 +102,7 @@ pub fn latest(conn: &mut DbConn) -> Result<Option<Period>> {
     if let Some(Some(known)) = super::group::master(|m| m.latest_period.clone()) {
         return Ok(known);
     }
+    super::batch::settle(conn)?;
     let found = on!(conn, |c| periods::table
         .select(PeriodRow::as_select())
         .order(periods::closed_until.desc())
@@ -130,6 +131,7 @@ pub fn insert(
     p: &Period,
     balances: &HashMap<(Uuid, Location), (Uuid, Amount)>,
 ) -> Result<()> {
+    super::batch::settle(conn)?;
     super::group::master_changing();
     diesel::insert_into(periods::table)
         .values(PeriodRow::from(p))
@@ -160,6 +162,7 @@ pub fn insert(
 }
 
 pub fn update(conn: &mut DbConn, p: &Period) -> Result<()> {
+    super::batch::settle(conn)?;
     super::group::master_changing();
     diesel::update(periods::table.find(p.id.to_string()))
         .set(PeriodRow::from(p))

@@ -207,6 +207,7 @@ pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<(ApiTo
 
 /// Records use, at most once a minute per token, so reads don't all become writes.
 pub fn touch_token(conn: &mut DbConn, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    super::batch::settle(conn)?;
     let stale = ts(now - chrono::Duration::seconds(60));
     on!(conn, |c| diesel::update(
         api_tokens::table.find(id.to_string()).filter(

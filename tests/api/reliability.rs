@@ -401,6 +401,31 @@ impl Gate {
     }
 }
 
+/// Starts, in `s`, a write that runs `first` and then holds the writer (see `Gate`), and
+/// returns once it is inside: writes sent before `release` is sent queue behind it and join
+/// its group. The handle gives the write's answer.
+fn hold_the_writer<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    db: &'env relief_ledger::store::Db,
+    mut first: impl FnMut(&mut relief_ledger::store::DbConn) -> relief_ledger::error::Result<()>
+        + Send
+        + 'static,
+) -> (
+    std::thread::ScopedJoinHandle<'scope, relief_ledger::error::Result<()>>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (mut gate, inside_rx, release_tx) = Gate::new();
+    let handle = s.spawn(move || {
+        db.write(move |c| {
+            first(c)?;
+            gate.pass();
+            Ok(())
+        })
+    });
+    inside_rx.recv().unwrap();
+    (handle, release_tx)
+}
+
 /// that holds the writer; when the refusal comes back, their group's COMMIT has happened.
 #[test]
 fn a_refused_write_is_answered_after_its_group_commits() {
@@ -410,17 +435,11 @@ fn a_refused_write_is_answered_after_its_group_commits() {
     let app = TestApp::spawn();
     let db = Db::open(&app.db_url, 4).unwrap();
     let groups_before = db.groups_committed();
-    let (mut gate, inside_rx, release_tx) = Gate::new();
     std::thread::scope(|s| {
         let db_ = &db;
-        let first = s.spawn(move || {
-            db_.write(move |c| {
-                store::audit::append(c, raw_event("group.first", "first".into(), None))?;
-                gate.pass();
-                Ok(())
-            })
+        let (first, release_tx) = hold_the_writer(s, db_, |c| {
+            store::audit::append(c, raw_event("group.first", "first".into(), None)).map(drop)
         });
-        inside_rx.recv().unwrap();
         let refused = s.spawn(move || {
             let r: Result<(), Error> =
                 db_.write(|_| Err(Error::conflict("writer", "refused on purpose")));
@@ -469,20 +488,13 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
     };
     let queued = 24;
     let groups_before = db.groups_committed();
-    let (mut gate, inside_rx, release_tx) = Gate::new();
     let results: Vec<(usize, bool)> = std::thread::scope(|s| {
         let db_ = &db;
-        let first = s.spawn(move || {
-            // Holds the writer once, until the others are queued; a write may run again
-            // when its group starts over (see `store::Writer`), and then it does not wait.
-            db_.write(move |c| {
-                store::audit::append(c, event("group.ok", 0))?;
-                gate.pass();
-                Ok(())
-            })
-            .is_ok()
+        // Holds the writer once, until the others are queued; a write may run again when
+        // its group starts over (see `store::Writer`), and then it does not wait.
+        let (first, release_tx) = hold_the_writer(s, db_, move |c| {
+            store::audit::append(c, event("group.ok", 0)).map(drop)
         });
-        inside_rx.recv().unwrap();
         let others: Vec<_> = (1..=queued)
             .map(|i| {
                 let db = &db;
@@ -511,7 +523,7 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
             std::thread::yield_now();
         }
         release_tx.send(()).unwrap();
-        let mut out = vec![(0, first.join().unwrap())];
+        let mut out = vec![(0, first.join().unwrap().is_ok())];
         out.extend(others.into_iter().map(|h| h.join().unwrap()));
         out
     });
@@ -603,17 +615,11 @@ fn a_write_refused_before_writing_does_not_start_its_group_over() {
     db.write(move |c| store::audit::append(c, event("refusal.warm", 0)))
         .unwrap();
     let (groups, restarts) = (db.groups_committed(), db.groups_started_over());
-    let (mut gate, inside_rx, release_tx) = Gate::new();
     let (first, refused, last) = std::thread::scope(|s| {
         let db_ = &db;
-        let first = s.spawn(move || {
-            db_.write(move |c| {
-                store::audit::append(c, event("refusal.ok", 1))?;
-                gate.pass();
-                Ok(())
-            })
+        let (first, release_tx) = hold_the_writer(s, db_, move |c| {
+            store::audit::append(c, event("refusal.ok", 1)).map(drop)
         });
-        inside_rx.recv().unwrap();
         let refused = s.spawn(move || {
             db_.write(|_| Err::<(), _>(Error::conflict("writer", "refused before writing")))
         });
@@ -785,16 +791,9 @@ fn a_write_sees_the_stock_its_group_left() {
         }))
         .unwrap()
     };
-    let (mut gate, inside_rx, release_tx) = Gate::new();
     let (first, second) = std::thread::scope(|s| {
         let db_ = &db;
-        let holder = s.spawn(move || {
-            db_.write(move |_| {
-                gate.pass();
-                Ok(())
-            })
-        });
-        inside_rx.recv().unwrap();
+        let (holder, release_tx) = hold_the_writer(s, db_, |_| Ok(()));
         let ctx = Ctx::new(Principal::operator(), None);
         let (c1, c2) = (ctx.clone(), ctx);
         let (s1, s2) = (shipment("30"), shipment("20"));
@@ -827,12 +826,8 @@ fn a_write_sees_the_stock_its_group_left() {
 /// short one is named (5 of 40 from one lot, 20 of 10 from the other).
 #[test]
 fn a_posting_that_overdraws_a_position_is_refused_at_the_guard_and_writes_nothing() {
-    use relief_ledger::domain::decimal::{Money, Quantity, UnitValue};
-    use relief_ledger::domain::ledger::{
-        document::DocType, location::Location, movement::Movement,
-    };
     use relief_ledger::error::Error;
-    use relief_ledger::store::{self, ledger::Posting, Db};
+    use relief_ledger::store::Db;
 
     use crate::ledger::{on_hand, receive, world};
 
@@ -844,51 +839,16 @@ fn a_posting_that_overdraws_a_position_is_refused_at_the_guard_and_writes_nothin
         json!([{"item_id": w.spray, "quantity": "40"}, {"item_id": w.spray, "quantity": "10"}]),
     );
     let uuid = |v: &Value| v.as_str().unwrap().parse::<uuid::Uuid>().unwrap();
-    let (doc, item) = (uuid(&r["id"]), uuid(&r["movements"][0]["item_id"]));
-    let (forty, ten) = (
-        uuid(&r["movements"][0]["lot_id"]),
-        uuid(&r["movements"][1]["lot_id"]),
-    );
-    let (warehouse, recipient) = (
-        Location::warehouse(app.warehouse_a),
-        Location::recipient(w.factory.parse().unwrap()),
-    );
-    let take = move |line_no: i32, lot: uuid::Uuid, quantity: &str| Movement {
-        seq: 0,
-        document_id: doc,
-        document_type: DocType::Receipt,
-        line_no,
-        item_id: item,
-        lot_id: lot,
-        quantity: Quantity::parse(quantity).unwrap(),
-        from: warehouse,
-        to: recipient,
-        unit_value: UnitValue::parse("0").unwrap(),
-        value: Money::parse("0").unwrap(),
-        value_id: None,
-        occurred_at: chrono::Utc::now(),
-        recorded_at: chrono::Utc::now(),
-        recorded_by: uuid::Uuid::nil(),
-        reverses_seq: None,
-    };
+    let hand = HandPosting::new(&app, &w, &r);
+    let (forty, ten) = (hand.lot, uuid(&r["movements"][1]["lot_id"]));
     let db = Db::open(&app.db_url, 4).unwrap();
     let post = |takes: [(uuid::Uuid, &'static str); 2]| {
         db.write(move |c| {
-            let mut ms = vec![
-                take(1, takes[0].0, takes[0].1),
-                take(2, takes[1].0, takes[1].1),
+            let ms = vec![
+                hand.movement(1, takes[0].0, takes[0].1),
+                hand.movement(2, takes[1].0, takes[1].1),
             ];
-            store::ledger::number_movements(c, &mut ms)?;
-            store::ledger::post(
-                c,
-                Posting {
-                    new_document: None,
-                    lots: &[],
-                    movements: &ms,
-                    event: raw_event("guard.take", doc.to_string(), None),
-                },
-            )?;
-            Ok(())
+            hand.post_all(c, ms, "guard.take").map(drop)
         })
     };
     let events = || app.events_of("guard.take").len();
@@ -909,5 +869,189 @@ fn a_posting_that_overdraws_a_position_is_refused_at_the_guard_and_writes_nothin
     post([(forty, "20"), (forty, "20")]).unwrap();
     assert_eq!(on_hand(&app, &w.spray), "10");
     assert_eq!(events(), 1);
+    app.assert_ledger_ok();
+}
+
+/// Stock taken from one lot by a posting written by hand (as the guard test above does):
+/// the receipt's first lot, the warehouse, the item, and a write that posts `quantity` of
+/// it to the factory under `action`.
+#[derive(Clone, Copy)]
+struct HandPosting {
+    doc: uuid::Uuid,
+    item: uuid::Uuid,
+    lot: uuid::Uuid,
+    warehouse: relief_ledger::domain::ledger::location::Location,
+    recipient: relief_ledger::domain::ledger::location::Location,
+}
+
+impl HandPosting {
+    fn new(app: &TestApp, w: &crate::ledger::World, r: &Value) -> HandPosting {
+        use relief_ledger::domain::ledger::location::Location;
+        let uuid = |v: &Value| v.as_str().unwrap().parse::<uuid::Uuid>().unwrap();
+        HandPosting {
+            doc: uuid(&r["id"]),
+            item: uuid(&r["movements"][0]["item_id"]),
+            lot: uuid(&r["movements"][0]["lot_id"]),
+            warehouse: Location::warehouse(app.warehouse_a),
+            recipient: Location::recipient(w.factory.parse().unwrap()),
+        }
+    }
+
+    /// A movement of `quantity` of `lot` from the warehouse to the factory, not numbered.
+    fn movement(
+        &self,
+        line_no: i32,
+        lot: uuid::Uuid,
+        quantity: &str,
+    ) -> relief_ledger::domain::ledger::movement::Movement {
+        use relief_ledger::domain::decimal::{Money, Quantity, UnitValue};
+        use relief_ledger::domain::ledger::{document::DocType, movement::Movement};
+        Movement {
+            seq: 0,
+            document_id: self.doc,
+            document_type: DocType::Receipt,
+            line_no,
+            item_id: self.item,
+            lot_id: lot,
+            quantity: Quantity::parse(quantity).unwrap(),
+            from: self.warehouse,
+            to: self.recipient,
+            unit_value: UnitValue::parse("0").unwrap(),
+            value: Money::parse("0").unwrap(),
+            value_id: None,
+            occurred_at: chrono::Utc::now(),
+            recorded_at: chrono::Utc::now(),
+            recorded_by: uuid::Uuid::nil(),
+            reverses_seq: None,
+        }
+    }
+
+    /// Numbers and posts one movement of `quantity` of the first lot; returns its number.
+    fn post(
+        &self,
+        c: &mut relief_ledger::store::DbConn,
+        quantity: &str,
+        action: &str,
+    ) -> relief_ledger::error::Result<i64> {
+        self.post_all(c, vec![self.movement(1, self.lot, quantity)], action)
+    }
+
+    /// Numbers and posts these movements as one posting; returns the last one's number.
+    fn post_all(
+        &self,
+        c: &mut relief_ledger::store::DbConn,
+        mut ms: Vec<relief_ledger::domain::ledger::movement::Movement>,
+        action: &str,
+    ) -> relief_ledger::error::Result<i64> {
+        use relief_ledger::store::{self, ledger::Posting};
+        store::ledger::number_movements(c, &mut ms)?;
+        store::ledger::post(
+            c,
+            Posting {
+                new_document: None,
+                lots: &[],
+                movements: &ms,
+                event: raw_event(action, self.doc.to_string(), None),
+            },
+        )?;
+        Ok(ms.last().map_or(0, |m| m.seq))
+    }
+}
+
+/// On PostgreSQL the writer keeps a group's postings and sends them as one statement when
+/// the group commits (`store::batch`). Twelve postings queued behind a first write form one
+/// group: one statement carries all twelve, nothing starts over, and every one of them is
+/// in the ledger with its audit event. SQLite sends each as it comes.
+#[test]
+fn a_group_s_postings_go_to_postgresql_in_one_statement() {
+    use relief_ledger::store::{self, Db};
+
+    use crate::ledger::{on_hand, receive, world};
+
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let r = receive(&app, &w, json!([{"item_id": w.spray, "quantity": "40"}]));
+    let hand = HandPosting::new(&app, &w, &r);
+    let db = Db::open(&app.db_url, 4).unwrap();
+    let (kept_before, restarts_before) = (db.postings_kept(), db.groups_started_over());
+    let queued = 12;
+    std::thread::scope(|s| {
+        let db_ = &db;
+        let (first, release_tx) = hold_the_writer(s, db_, |c| {
+            store::audit::append(c, raw_event("batch.first", "first".into(), None)).map(drop)
+        });
+        let others: Vec<_> = (0..queued)
+            .map(|_| s.spawn(move || db_.write(move |c| hand.post(c, "1", "batch.take"))))
+            .collect();
+        while db.queued_writers() < queued {
+            std::thread::yield_now();
+        }
+        release_tx.send(()).unwrap();
+        first.join().unwrap().unwrap();
+        for h in others {
+            h.join().unwrap().unwrap();
+        }
+    });
+    let kept = db.postings_kept();
+    let sent = (kept.0 - kept_before.0, kept.1 - kept_before.1);
+    if app.is_postgres() {
+        assert_eq!(sent, (queued as u64, 1), "twelve postings, one statement");
+    } else {
+        assert_eq!(sent, (0, 0));
+    }
+    assert_eq!(db.groups_started_over(), restarts_before);
+    assert_eq!(on_hand(&app, &w.spray), "28");
+    assert_eq!(app.events_of("batch.take").len(), queued);
+    app.assert_ledger_ok();
+    app.assert_chain_valid();
+}
+
+/// Every statement a write runs must go after the postings the writer keeps (`store::batch`
+/// sends them first from each store function a write may call). One that does not, here a
+/// count of the movement the write has just posted read behind the store's back, is seen:
+/// the group starts over with each posting sent as it comes, and the write then finds its
+/// movement. Without that check it would read nothing, and fail.
+#[test]
+fn a_statement_run_past_the_kept_postings_starts_its_group_over() {
+    use diesel::prelude::*;
+    use relief_ledger::error::Error;
+    use relief_ledger::store::{Db, DbConn};
+
+    use crate::ledger::{on_hand, receive, world};
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let r = receive(&app, &w, json!([{"item_id": w.spray, "quantity": "40"}]));
+    let hand = HandPosting::new(&app, &w, &r);
+    let db = Db::open(&app.db_url, 4).unwrap();
+    let restarts_before = db.groups_started_over();
+    db.write(move |c| {
+        let seq = hand.post(c, "5", "batch.read")?;
+        let q = diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM movements WHERE seq = {seq}"
+        ));
+        let found: Count = match c {
+            DbConn::Sqlite(c) => q.get_result(c),
+            DbConn::Postgres(c) => q.get_result(c),
+        }?;
+        if found.n != 1 {
+            return Err(Error::conflict(
+                "read",
+                "the write does not see its movement",
+            ));
+        }
+        Ok(())
+    })
+    .unwrap();
+    let restarts = db.groups_started_over() - restarts_before;
+    assert_eq!(restarts, u64::from(app.is_postgres()));
+    assert_eq!(on_hand(&app, &w.spray), "35");
+    assert_eq!(app.events_of("batch.read").len(), 1);
     app.assert_ledger_ok();
 }
