@@ -45,6 +45,10 @@ pub(super) struct Kept {
     pub opens: Vec<(Uuid, Location)>,
 }
 
+/// Positions taken from that one statement carries at most: each binds nine parameters,
+/// and PostgreSQL takes at most 65 535.
+const MAX_TAKES: usize = 1_000;
+
 /// The tables a posting inserts into, in the order of `Kept::rows`.
 pub(super) const TABLES: [&str; 6] = [
     "documents",
@@ -59,7 +63,13 @@ pub(super) const TABLES: [&str; 6] = [
 struct State {
     /// Whether postings may be kept in this group (PostgreSQL, until the group starts over).
     on: bool,
-    kept: Vec<Kept>,
+    /// The postings kept, each with the write that kept it (`job`).
+    kept: Vec<(u64, Kept)>,
+    /// The write running, counted from the group's start.
+    job: u64,
+    /// Rows the write running has sent for postings that earlier writes kept: its own
+    /// failure must not be blamed for them (`earlier_sent`).
+    earlier_sent: i64,
     /// Inside a write: a statement that is not the batch's own, while postings are kept.
     armed: bool,
     sending: bool,
@@ -92,33 +102,42 @@ pub(super) fn kept() -> usize {
     STATE.with_borrow(|s| s.kept.len())
 }
 
-/// A write failed having sent nothing: the postings it kept go with it.
-pub(super) fn undo_to(kept: usize) -> bool {
+/// The write running failed having written nothing: the postings it kept go with it.
+/// Whether there were any.
+pub(super) fn drop_this_writes() -> bool {
     STATE.with_borrow_mut(|s| {
-        let dropped = s.kept.len() > kept;
-        s.kept.truncate(kept);
-        dropped
+        let (before, job) = (s.kept.len(), s.job);
+        s.kept.retain(|(owner, _)| *owner != job);
+        s.kept.len() < before
     })
 }
 
 /// Whether `k` may wait with the others: it must not take from stock, or open a transit
-/// for a lot, that a posting kept creates.
+/// for a lot, that a posting kept creates (one statement sees the stock as it was before
+/// it), nor take the statement past `MAX_TAKES`.
 pub(super) fn may_keep(k: &Kept) -> bool {
     STATE.with_borrow(|s| {
-        s.on && k.takes.iter().all(|(lot, at, _)| {
-            s.kept
+        let others = || s.kept.iter().map(|(_, o)| o);
+        s.on && others().map(|o| o.takes.len()).sum::<usize>() + k.takes.len() <= MAX_TAKES
+            && k.takes.iter().all(|(lot, at, _)| {
+                others().all(|o| !o.creates.contains(lot) && !o.opens.contains(&(*lot, *at)))
+            })
+            && k.transit
                 .iter()
-                .all(|o| !o.creates.contains(lot) && !o.opens.contains(&(*lot, *at)))
-        }) && k.transit.iter().all(|(lot, ..)| {
-            s.kept
-                .iter()
-                .all(|o| o.creates.iter().all(|c| c.to_string() != *lot))
-        })
+                .all(|(lot, ..)| others().all(|o| o.creates.iter().all(|c| c.to_string() != *lot)))
     })
 }
 
 pub(super) fn keep(k: Kept) {
-    STATE.with_borrow_mut(|s| s.kept.push(k));
+    STATE.with_borrow_mut(|s| {
+        let job = s.job;
+        s.kept.push((job, k));
+    });
+}
+
+/// Rows the write running has sent for postings earlier writes kept (see `State`).
+pub(super) fn earlier_sent() -> i64 {
+    STATE.with_borrow(|s| s.earlier_sent)
 }
 
 /// Runs the postings kept, if any, so that what follows sees them. Store functions that a
@@ -137,7 +156,13 @@ pub(super) fn stale() -> bool {
 
 /// A write is running (`true`) or has returned.
 pub(super) fn arm(on: bool) {
-    STATE.with_borrow_mut(|s| s.armed = on);
+    STATE.with_borrow_mut(|s| {
+        s.armed = on;
+        if on {
+            s.job += 1;
+            s.earlier_sent = 0;
+        }
+    });
 }
 
 /// The group starts over: nothing is kept, every posting goes as it comes.
@@ -160,22 +185,35 @@ impl Instrumentation for Detector {
     }
 }
 
-/// Sends the postings kept as one statement.
+/// Sends the postings kept as one statement. If it fails they are gone from the
+/// transaction, whatever else the failure looks like (an error of libpq's own sends nothing
+/// and aborts nothing): the group must start over, and is told so as by the detector.
 fn send(c: &mut diesel::PgConnection) -> Result<()> {
-    let kept = STATE.with_borrow_mut(|s| {
+    let (job, kept) = STATE.with_borrow_mut(|s| {
         s.sending = true;
-        std::mem::take(&mut s.kept)
+        (s.job, std::mem::take(&mut s.kept))
     });
+    let earlier = kept.iter().all(|(owner, _)| *owner != job);
+    let kept: Vec<Kept> = kept.into_iter().map(|(_, k)| k).collect();
     let out = send_all(c, &kept);
     STATE.with_borrow_mut(|s| {
         s.sending = false;
-        s.sent.0 += kept.len() as u64;
-        s.sent.1 += 1;
+        match &out {
+            Ok(rows) => {
+                s.sent.0 += kept.len() as u64;
+                s.sent.1 += 1;
+                if earlier {
+                    s.earlier_sent += *rows as i64;
+                }
+            }
+            Err(_) => s.stale = true,
+        }
     });
-    out
+    out.map(drop)
 }
 
-fn send_all(c: &mut diesel::PgConnection, kept: &[Kept]) -> Result<()> {
+/// Sends `kept`; returns the rows written, as told to `group::wrote`.
+fn send_all(c: &mut diesel::PgConnection, kept: &[Kept]) -> Result<usize> {
     let array = |part: &dyn Fn(&Kept) -> &[String]| {
         let mut out = String::from("[");
         for row in kept.iter().flat_map(|k| part(k).iter()) {
@@ -190,6 +228,21 @@ fn send_all(c: &mut diesel::PgConnection, kept: &[Kept]) -> Result<()> {
     let tables: Vec<String> = (0..TABLES.len())
         .map(|i| array(&|k: &Kept| &k.rows[i][..]))
         .collect();
+    // Each table's columns as its rows name them, listed in the statement: a column they do
+    // not name gets its default, as in the statements that write one posting.
+    let columns: Vec<Vec<String>> = (0..TABLES.len())
+        .map(|i| {
+            kept.iter()
+                .find_map(|k| k.rows[i].first())
+                .map(|row| {
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(row)
+                        .map(|m| m.keys().cloned().collect())
+                })
+                .transpose()
+                .map(Option::unwrap_or_default)
+        })
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Internal(format!("a kept row is not a JSON object: {e}")))?;
     let transit: Vec<serde_json::Value> = kept
         .iter()
         .flat_map(|k| &k.transit)
@@ -212,10 +265,12 @@ fn send_all(c: &mut diesel::PgConnection, kept: &[Kept]) -> Result<()> {
         .collect();
     let statement = Postings {
         tables: &tables,
+        columns: &columns,
         transit: serde_json::to_string(&transit).expect("JSON"),
         takes: &takes,
     };
-    let (matched, opened): (i64, i64) = statement.get_result(c)?;
+    let (matched, opened): (Vec<i64>, i64) = statement.get_result(c)?;
+    let matched: i64 = matched.iter().sum();
     let transit_rows = transit.len() as i64;
     if matched != takes.len() as i64 || opened != transit_rows {
         return Err(Error::Internal(format!(
@@ -230,8 +285,9 @@ fn send_all(c: &mut diesel::PgConnection, kept: &[Kept]) -> Result<()> {
         .iter()
         .map(|k| k.rows.iter().map(Vec::len).sum::<usize>())
         .sum();
-    super::group::wrote(rows + transit.len() + takes.len());
-    Ok(())
+    let rows = rows + transit.len() + takes.len();
+    super::group::wrote(rows);
+    Ok(rows)
 }
 
 /// The statement: each table's rows from a JSON array, in the column order of the table
@@ -244,12 +300,16 @@ fn send_all(c: &mut diesel::PgConnection, kept: &[Kept]) -> Result<()> {
 /// from, and it is kept prepared for each.
 struct Postings<'a> {
     tables: &'a [String],
+    columns: &'a [Vec<String>],
     transit: String,
     takes: &'a [(String, &'static str, String, i64)],
 }
 
 impl diesel::query_builder::Query for Postings<'_> {
-    type SqlType = (diesel::sql_types::BigInt, diesel::sql_types::BigInt);
+    type SqlType = (
+        diesel::sql_types::Array<diesel::sql_types::BigInt>,
+        diesel::sql_types::BigInt,
+    );
 }
 
 impl RunQueryDsl<diesel::PgConnection> for Postings<'_> {}
@@ -265,10 +325,22 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Postings<'_> {
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
         use diesel::sql_types::{BigInt, Text};
-        for (i, (table, rows)) in TABLES.iter().zip(self.tables).enumerate() {
+        for (i, ((table, rows), columns)) in
+            TABLES.iter().zip(self.tables).zip(self.columns).enumerate()
+        {
+            // The names come from the row structs' fields, quoted as identifiers.
+            let columns = columns
+                .iter()
+                .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(", ");
             out.push_sql(if i == 0 { "WITH " } else { ", " });
+            if columns.is_empty() {
+                out.push_sql(&format!("new_{table} AS (SELECT 1)"));
+                continue;
+            }
             out.push_sql(&format!(
-                "new_{table} AS (INSERT INTO {table} SELECT * FROM \
+                "new_{table} AS (INSERT INTO {table} ({columns}) SELECT {columns} FROM \
                  json_populate_recordset(NULL::{table}, "
             ));
             out.push_bind_param::<Text, str>(rows)?;
@@ -312,13 +384,15 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Postings<'_> {
             out.push_bind_param::<BigInt, i64>(q)?;
             out.push_sql(" RETURNING 1)");
         }
-        out.push_sql(" SELECT 0::bigint");
+        // A flat array rather than one long sum, whose nesting grows with the takes.
+        out.push_sql(" SELECT ARRAY[");
         for i in 0..self.takes.len() {
             out.push_sql(&format!(
-                " + (SELECT count(*) FROM take_{i}) + (SELECT count(*) FROM empty_{i})"
+                "{}(SELECT count(*) FROM take_{i}) + (SELECT count(*) FROM empty_{i})",
+                if i == 0 { "" } else { ", " }
             ));
         }
-        out.push_sql(", (SELECT count(*) FROM new_transit)");
+        out.push_sql("]::bigint[], (SELECT count(*) FROM new_transit)");
         Ok(())
     }
 }

@@ -198,7 +198,6 @@ pub(super) struct Mark {
     audit_head: Option<Option<(i64, String)>>,
     last_movement: Option<i64>,
     written: i64,
-    kept: usize,
 }
 
 pub(super) fn mark() -> Mark {
@@ -206,7 +205,6 @@ pub(super) fn mark() -> Mark {
         audit_head: s.audit_head.clone(),
         last_movement: s.last_movement,
         written: s.written,
-        kept: super::batch::kept(),
     })
 }
 
@@ -218,11 +216,12 @@ pub(super) fn write_undone(mark: Mark) {
     STATE.with_borrow_mut(|s| {
         s.audit_head = mark.audit_head;
         s.last_movement = mark.last_movement;
-        s.written = mark.written;
+        // With the rows of postings that earlier writes kept and this one sent.
+        s.written = mark.written + super::batch::earlier_sent();
         s.positions.clear();
         // Postings it kept (`store::batch`) go with it, and the stock they moved is read
         // again.
-        if super::batch::undo_to(mark.kept) {
+        if super::batch::drop_this_writes() {
             s.shelves.clear();
         }
     });

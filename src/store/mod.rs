@@ -511,10 +511,13 @@ fn writer(
                         }
                     }
                     Some(false) => {
-                        let restarted = match left_clean(&mut conn, count) {
+                        // Postings earlier writes kept, which this one sent
+                        // (`batch::settle`), are theirs.
+                        let before = count + batch::earlier_sent();
+                        let restarted = match left_clean(&mut conn, before) {
                             Ok(true) => {
                                 group::write_undone(mark);
-                                Ok(count)
+                                Ok(before)
                             }
                             // What the group remembered goes with its transaction: the group
                             // starts over (`group::begin`) or is given up (`group::end`).

@@ -958,21 +958,33 @@ impl HandPosting {
     }
 }
 
+/// A ledger holding 40 bottles of spray in one lot at warehouse A, postings by hand from
+/// that lot, and a second handle on its database (its own writer).
+fn forty_spray() -> (
+    TestApp,
+    crate::ledger::World,
+    HandPosting,
+    relief_ledger::store::Db,
+) {
+    let app = TestApp::spawn();
+    let w = crate::ledger::world(&app);
+    let r = crate::ledger::receive(&app, &w, json!([{"item_id": w.spray, "quantity": "40"}]));
+    let hand = HandPosting::new(&app, &w, &r);
+    let db = relief_ledger::store::Db::open(&app.db_url, 4).unwrap();
+    (app, w, hand, db)
+}
+
 /// On PostgreSQL the writer keeps a group's postings and sends them as one statement when
 /// the group commits (`store::batch`). Twelve postings queued behind a first write form one
 /// group: one statement carries all twelve, nothing starts over, and every one of them is
 /// in the ledger with its audit event. SQLite sends each as it comes.
 #[test]
 fn a_group_s_postings_go_to_postgresql_in_one_statement() {
-    use relief_ledger::store::{self, Db};
+    use relief_ledger::store;
 
-    use crate::ledger::{on_hand, receive, world};
+    use crate::ledger::on_hand;
 
-    let app = TestApp::spawn();
-    let w = world(&app);
-    let r = receive(&app, &w, json!([{"item_id": w.spray, "quantity": "40"}]));
-    let hand = HandPosting::new(&app, &w, &r);
-    let db = Db::open(&app.db_url, 4).unwrap();
+    let (app, w, hand, db) = forty_spray();
     let (kept_before, restarts_before) = (db.postings_kept(), db.groups_started_over());
     let queued = 12;
     std::thread::scope(|s| {
@@ -1015,9 +1027,9 @@ fn a_group_s_postings_go_to_postgresql_in_one_statement() {
 fn a_statement_run_past_the_kept_postings_starts_its_group_over() {
     use diesel::prelude::*;
     use relief_ledger::error::Error;
-    use relief_ledger::store::{Db, DbConn};
+    use relief_ledger::store::DbConn;
 
-    use crate::ledger::{on_hand, receive, world};
+    use crate::ledger::on_hand;
 
     #[derive(QueryableByName)]
     struct Count {
@@ -1025,11 +1037,7 @@ fn a_statement_run_past_the_kept_postings_starts_its_group_over() {
         n: i64,
     }
 
-    let app = TestApp::spawn();
-    let w = world(&app);
-    let r = receive(&app, &w, json!([{"item_id": w.spray, "quantity": "40"}]));
-    let hand = HandPosting::new(&app, &w, &r);
-    let db = Db::open(&app.db_url, 4).unwrap();
+    let (app, w, hand, db) = forty_spray();
     let restarts_before = db.groups_started_over();
     db.write(move |c| {
         let seq = hand.post(c, "5", "batch.read")?;
@@ -1053,5 +1061,80 @@ fn a_statement_run_past_the_kept_postings_starts_its_group_over() {
     assert_eq!(restarts, u64::from(app.is_postgres()));
     assert_eq!(on_hand(&app, &w.spray), "35");
     assert_eq!(app.events_of("batch.read").len(), 1);
+    app.assert_ledger_ok();
+}
+
+/// A write that needs the database sends the postings kept before it (`store::batch`);
+/// those rows are the earlier writes', so if the write is then refused without writing,
+/// its group goes on: no start-over, the three postings before it committed, the refusal
+/// answered as such.
+#[test]
+fn a_write_refused_after_sending_the_kept_postings_does_not_start_its_group_over() {
+    use relief_ledger::error::Error;
+    use relief_ledger::store;
+
+    use crate::ledger::on_hand;
+
+    let (app, w, hand, db) = forty_spray();
+    let restarts_before = db.groups_started_over();
+    let (refused, kept) = std::thread::scope(|s| {
+        let db_ = &db;
+        let (first, release_tx) = hold_the_writer(s, db_, |c| {
+            store::audit::append(c, raw_event("sent.first", "first".into(), None)).map(drop)
+        });
+        // Queued in this order: three postings, then the write that reads and is refused.
+        let mut posts = vec![];
+        for n in 1..=3 {
+            posts.push(s.spawn(move || db_.write(move |c| hand.post(c, "1", "sent.take"))));
+            while db.queued_writers() < n {
+                std::thread::yield_now();
+            }
+        }
+        let refused = s.spawn(move || {
+            db_.write(move |c| {
+                store::ledger::get_document(c, hand.doc)?;
+                Err::<(), _>(Error::conflict("writer", "refused after reading"))
+            })
+        });
+        while db.queued_writers() < 4 {
+            std::thread::yield_now();
+        }
+        release_tx.send(()).unwrap();
+        first.join().unwrap().unwrap();
+        let kept: Vec<_> = posts.into_iter().map(|h| h.join().unwrap()).collect();
+        (refused.join().unwrap(), kept)
+    });
+    assert!(
+        matches!(&refused, Err(Error::Conflict { .. })),
+        "{refused:?}"
+    );
+    assert!(kept.iter().all(Result::is_ok), "{kept:?}");
+    assert_eq!(db.groups_started_over(), restarts_before, "no start-over");
+    assert_eq!(on_hand(&app, &w.spray), "37");
+    assert_eq!(app.events_of("sent.take").len(), 3);
+    app.assert_ledger_ok();
+}
+
+/// The other side of the test above: a write that keeps its own posting, sends it with a
+/// read, and then fails, must leave nothing of it behind (its group starts over without it).
+#[test]
+fn a_write_that_sent_its_own_kept_posting_and_failed_leaves_nothing() {
+    use relief_ledger::error::Error;
+    use relief_ledger::store;
+
+    use crate::ledger::on_hand;
+
+    let (app, w, hand, db) = forty_spray();
+    let answer = db.write(move |c| {
+        hand.post(c, "5", "own.take")?;
+        store::ledger::get_document(c, hand.doc)?;
+        Err::<(), _>(Error::conflict(
+            "writer",
+            "refused after its posting was sent",
+        ))
+    });
+    assert!(matches!(&answer, Err(Error::Conflict { .. })), "{answer:?}");
+    assert_eq!(on_hand(&app, &w.spray), "40");
+    assert!(app.events_of("own.take").is_empty());
     app.assert_ledger_ok();
 }
