@@ -17,10 +17,14 @@
 //!   the store functions a write may need). A statement that runs without it is seen
 //!   (`Detector`, on every statement of the writer's connection): the group then starts
 //!   over with every posting sent as it comes, as on SQLite.
-//! * If the statement fails, or one of its stock guards does not hold, nothing of the
-//!   group stands: it starts over the same way, and a write that fails then fails alone.
+//! * If the statement fails in any way, or one of its stock guards does not hold, nothing
+//!   of the group stands: it starts over the same way, and a write that fails then fails
+//!   alone. A write refused after it sent earlier writes' postings is not blamed for their
+//!   rows (`earlier_sent`); one that sent its own and failed is.
 //! * A posting that takes from stock or a lot that a posting kept creates is not kept: the
 //!   postings kept are sent first (one statement sees only the stock as it was before it).
+//!   That is for speed: the guards would refuse such a statement, and the group would
+//!   start over.
 
 use std::cell::RefCell;
 
@@ -149,7 +153,8 @@ pub(super) fn settle(conn: &mut DbConn) -> Result<()> {
     }
 }
 
-/// Whether a statement ran without `settle` while postings were kept; cleared.
+/// Whether a statement ran without `settle` while postings were kept, or sending them
+/// failed: the group must start over. Cleared.
 pub(super) fn stale() -> bool {
     STATE.with_borrow_mut(|s| std::mem::take(&mut s.stale))
 }

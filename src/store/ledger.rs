@@ -1250,7 +1250,9 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// trips (docs/performance.md); only increases of positions that exist already follow it.
 /// PostgreSQL checks the foreign keys at the end of that statement, so its parts may refer
 /// to one another. SQLite runs them one by one, each a cached prepared statement, as does
-/// PostgreSQL for a posting with more rows than `ROWS_PER_STATEMENT`.
+/// PostgreSQL for a posting with more rows than `ROWS_PER_STATEMENT`. A PostgreSQL posting
+/// that needs no statement after it is usually not sent at all but kept, and goes with its
+/// group's other postings in one statement (`store::batch`).
 pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::AuditEvent> {
     let doc = p.new_document.map(DocRow::from);
     let lines: Vec<LineRow> = p
