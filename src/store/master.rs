@@ -70,13 +70,14 @@ macro_rules! master_table {
             if let Some(Some(hit)) = group::master(|m| m.$cached.get(&id).cloned()) {
                 return Ok(Some(hit));
             }
-            super::batch::settle(conn)?;
             let key = id.to_string();
-            let found = on!(conn, |c| $table::table
-                .find(&key)
-                .select($row::as_select())
-                .get_result::<$row>(c)
-                .optional())?
+            let found = super::batch::aside(|| {
+                on!(conn, |c| $table::table
+                    .find(&key)
+                    .select($row::as_select())
+                    .get_result::<$row>(c)
+                    .optional())
+            })?
             .map(<$domain>::try_from)
             .transpose()?;
             if let Some(record) = &found {
@@ -103,13 +104,14 @@ macro_rules! master_table {
             if missing.is_empty() {
                 return Ok(out);
             }
-            super::batch::settle(conn)?;
             match conn {
                 DbConn::Postgres(c) => {
-                    let rows: Vec<$row> = $table::table
-                        .filter($table::id.eq_any(missing.iter().map(Uuid::to_string)))
-                        .select($row::as_select())
-                        .load(c)?;
+                    let rows: Vec<$row> = super::batch::aside(|| {
+                        $table::table
+                            .filter($table::id.eq_any(missing.iter().map(Uuid::to_string)))
+                            .select($row::as_select())
+                            .load(c)
+                    })?;
                     for r in rows {
                         let record = <$domain>::try_from(r)?;
                         let id = record.meta.id;

@@ -977,7 +977,9 @@ fn forty_spray() -> (
 /// On PostgreSQL the writer keeps a group's postings and sends them as one statement when
 /// the group commits (`store::batch`). Twelve postings queued behind a first write form one
 /// group: one statement carries all twelve, nothing starts over, and every one of them is
-/// in the ledger with its audit event. SQLite sends each as it comes.
+/// in the ledger with its audit event. A master record read after a posting is kept (the
+/// first write reads one the writer does not know yet) is read beside it, not after an
+/// early send. SQLite sends each as it comes.
 #[test]
 fn a_group_s_postings_go_to_postgresql_in_one_statement() {
     use relief_ledger::store;
@@ -992,8 +994,18 @@ fn a_group_s_postings_go_to_postgresql_in_one_statement() {
         let (first, release_tx) = hold_the_writer(s, db_, |c| {
             store::audit::append(c, raw_event("batch.first", "first".into(), None)).map(drop)
         });
+        // Each also reads the factory, which this writer has not read before the first
+        // time: a master record, read beside the postings kept without sending them.
+        let factory = w.factory.parse().unwrap();
         let others: Vec<_> = (0..queued)
-            .map(|_| s.spawn(move || db_.write(move |c| hand.post(c, "1", "batch.take"))))
+            .map(|_| {
+                s.spawn(move || {
+                    db_.write(move |c| {
+                        hand.post(c, "1", "batch.take")?;
+                        store::master::get_recipient(c, factory).map(drop)
+                    })
+                })
+            })
             .collect();
         while db.queued_writers() < queued {
             std::thread::yield_now();
