@@ -161,9 +161,9 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
             s.master = Master::default();
             s.generation = Some(now);
         }
-        // Every write, by this service or another process or node, appends to the chain in
-        // its transaction: a head that is still the one this writer committed last means
-        // that no one has written since.
+        // Every write that moves stock or changes a lot, by this service or another process
+        // or node, appends to the chain in its transaction: a head that is still the one
+        // this writer committed last means that no one has moved stock since.
         if s.shelves_changed || s.committed_head.as_ref() != Some(&head) {
             s.forget_shelves();
         }
