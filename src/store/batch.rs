@@ -118,6 +118,12 @@ pub(super) fn drop_this_writes() -> bool {
     })
 }
 
+/// Whether this group keeps postings at all (PostgreSQL, until it starts over): asked
+/// before a posting's rows are made into JSON for nothing.
+pub(super) fn keeping() -> bool {
+    STATE.with_borrow(|s| s.on)
+}
+
 /// Whether `k` may wait with the others: it must not take from stock, or open a transit
 /// for a lot, that a posting kept creates (one statement sees the stock as it was before
 /// it), nor take the statement past `MAX_TAKES`.
@@ -285,7 +291,10 @@ fn send_all(c: &mut diesel::PgConnection, kept: &[Kept]) -> Result<usize> {
         tables: &tables,
         columns: &columns,
         transit: serde_json::to_string(&transit).expect("JSON"),
-        takes: &takes,
+        takes: takes
+            .iter()
+            .map(|(lot, kind, place, q)| super::ledger::guarded_take(lot, kind, place, *q))
+            .collect(),
     };
     let (matched, opened): (Vec<i64>, i64) = statement.get_result(c)?;
     let matched: i64 = matched.iter().sum();
@@ -320,7 +329,8 @@ struct Postings<'a> {
     tables: &'a [String],
     columns: &'a [Vec<String>],
     transit: String,
-    takes: &'a [(String, &'static str, String, i64)],
+    /// Each position's guarded take (`ledger::guarded_take`).
+    takes: Vec<(super::ledger::PgPart<'a>, super::ledger::PgPart<'a>)>,
 }
 
 impl diesel::query_builder::Query for Postings<'_> {
@@ -342,7 +352,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Postings<'_> {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Text};
+        use diesel::sql_types::Text;
         for (i, ((table, rows), columns)) in
             TABLES.iter().zip(self.tables).zip(self.columns).enumerate()
         {
@@ -376,31 +386,12 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Postings<'_> {
             "::json) AS t(lot_id text, location_id text, item_id text, quantity_milli bigint) \
              RETURNING 1)",
         );
-        for (i, (lot, kind, place, q)) in self.takes.iter().enumerate() {
-            let position = |out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>| {
-                out.push_sql(" WHERE lot_id = ");
-                out.push_bind_param::<Text, str>(lot)?;
-                out.push_sql(" AND location_kind = ");
-                out.push_bind_param::<Text, str>(kind)?;
-                out.push_sql(" AND location_id = ");
-                out.push_bind_param::<Text, str>(place)?;
-                out.push_sql(" AND quantity_milli ");
-                QueryResult::Ok(())
-            };
-            out.push_sql(&format!(
-                ", take_{i} AS (UPDATE balances SET quantity_milli = quantity_milli - "
-            ));
-            out.push_bind_param::<BigInt, i64>(q)?;
-            position(&mut out)?;
-            out.push_sql("> ");
-            out.push_bind_param::<BigInt, i64>(q)?;
-            out.push_sql(&format!(
-                " RETURNING 1), empty_{i} AS (DELETE FROM balances"
-            ));
-            position(&mut out)?;
-            out.push_sql("= ");
-            out.push_bind_param::<BigInt, i64>(q)?;
-            out.push_sql(" RETURNING 1)");
+        for (i, (take, empty)) in self.takes.iter().enumerate() {
+            out.push_sql(&format!(", take_{i} AS ("));
+            take.walk_ast(out.reborrow())?;
+            out.push_sql(&format!("), empty_{i} AS ("));
+            empty.walk_ast(out.reborrow())?;
+            out.push_sql(")");
         }
         // A flat array rather than one long sum, whose nesting grows with the takes.
         out.push_sql(" SELECT ARRAY[");

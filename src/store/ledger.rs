@@ -1274,7 +1274,10 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
         .iter()
         .zip(&inserted)
         .all(|(m, i)| *i || !m.to.holds_stock());
-    if let Some(taken) = taken.as_ref().filter(|_| opens_all) {
+    if let Some(taken) = taken
+        .as_ref()
+        .filter(|_| opens_all && super::batch::keeping())
+    {
         fn json<T: serde::Serialize>(row: &T) -> String {
             serde_json::to_string(row).expect("rows serialize")
         }
@@ -1358,19 +1361,10 @@ pub fn post(conn: &mut DbConn, p: Posting<'_>) -> Result<crate::domain::audit::A
                 taken.iter().zip(&keys).enumerate()
             {
                 super::group::position_changing(lot, place);
-                let at = Position {
-                    lot: lot_id,
-                    kind: place.kind.as_str(),
-                    place: place_id,
-                };
-                ctes.push((
-                    format!("take_{i}"),
-                    Box::new(Returning1(TakeFromBalance { at, take })),
-                ));
-                ctes.push((
-                    format!("empty_{i}"),
-                    Box::new(Returning1(EmptyBalance { at, take })),
-                ));
+                let (take_part, empty_part) =
+                    guarded_take(lot_id, place.kind.as_str(), place_id, take);
+                ctes.push((format!("take_{i}"), take_part));
+                ctes.push((format!("empty_{i}"), empty_part));
             }
             ctes.push((
                 "new_event".into(),
@@ -1525,7 +1519,23 @@ impl<T: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
     }
 }
 
-type PgPart<'a> = Box<dyn diesel::query_builder::QueryFragment<diesel::pg::Pg> + 'a>;
+pub(super) type PgPart<'a> = Box<dyn diesel::query_builder::QueryFragment<diesel::pg::Pg> + 'a>;
+
+/// The two guarded parts that take `take` from one position in a statement of parts
+/// (`OneStatement`, `store::batch`): `TakeFromBalance` and `EmptyBalance`, each returning
+/// a row if it matched; at most one does, and neither when the position holds less.
+pub(super) fn guarded_take<'a>(
+    lot: &'a str,
+    kind: &'a str,
+    place: &'a str,
+    take: i64,
+) -> (PgPart<'a>, PgPart<'a>) {
+    let at = Position { lot, kind, place };
+    (
+        Box::new(Returning1(TakeFromBalance { at, take })),
+        Box::new(Returning1(EmptyBalance { at, take })),
+    )
+}
 
 /// How many movements there are, and the last one's number.
 pub fn movement_stats(conn: &mut DbConn) -> Result<(i64, i64)> {
