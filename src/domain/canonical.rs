@@ -2,7 +2,7 @@
 //! any `Serialize` value, without building a `serde_json::Value` first. Every write puts
 //! its document, lots and movements into an audit event this way; going through `Value`
 //! (a map and a string for every key and field, then a second pass to write them) was
-//! 8% of the writer's time (docs/performance.md). The bytes are those of the plain walk
+//! 8% of the writer's time (docs/performance-history.md). The bytes are those of the plain walk
 //! over `serde_json::to_value(x)` that defines canonical JSON (`audit::canonical_json_walked`,
 //! test-only), which the tests hold it to.
 

@@ -2,7 +2,7 @@
 //!
 //! Each statement on the writer's connection is a round trip, and on the machines measured a
 //! round trip costs both sides a sleep and a wake-up: about as much CPU as a quarter of a
-//! posting's own work in the server (docs/performance.md). Most writes need no other
+//! posting's own work in the server (docs/performance-history.md). Most writes need no other
 //! statement: what they read the writer already knows (`store::group`). So a posting is
 //! kept here (`keep`) instead of being sent, as if it had been written: the audit chain's
 //! head, the movement numbers and the stock the writer knows move with it. The group's

@@ -40,7 +40,7 @@ macro_rules! batch_insert {
 /// fixed-size array, whose statement diesel may prepare once and keep (it keeps none with a
 /// `Vec` of rows, whose count could be anything): a posting's one statement then has as many
 /// texts as it has shapes of rows, a few dozen, each parsed and planned once on a
-/// connection instead of on every run (docs/performance.md).
+/// connection instead of on every run (docs/performance-history.md).
 macro_rules! cte_insert {
     ($table:expr, $rows:expr) => {{
         let rows = $rows;
@@ -660,7 +660,7 @@ const FEFO_PAGE: i64 = 8;
 /// and FEFO keys, in FEFO order (an index scan, migration 000007; the key is unique per place
 /// and item). A page rather than the whole shelf: a shipment usually needs one or two lots of
 /// the dozens a warehouse may hold, and reading them all was a fifth of PostgreSQL's
-/// statement time (docs/performance.md).
+/// statement time (docs/performance-history.md).
 fn stock_page(
     conn: &mut DbConn,
     warehouse: Uuid,
@@ -800,7 +800,7 @@ pub(super) const LOT_FEFO_KEY: &str = "(CASE WHEN lots.expiry_date IS NULL THEN 
 /// than VALUES. Written by hand because diesel's DSL does not spell an upsert from a SELECT,
 /// and as a statement type with a static query id rather than an `sql_query` (which diesel
 /// never caches), so that each connection prepares it once: preparing it on every run was
-/// 7.7% of the server's CPU under write load (docs/performance.md).
+/// 7.7% of the server's CPU under write load (docs/performance-history.md).
 struct UpsertBalance<'a> {
     lot: &'a str,
     kind: &'a str,
@@ -919,7 +919,7 @@ impl Position<'_> {
 /// Takes `take` from a position that holds more: the stock guard of a decrease, in the
 /// UPDATE itself so that it holds whatever ran before. By hand for the same reason as
 /// `UpsertBalance`: diesel never caches an UPDATE statement, and preparing this one on every
-/// run was 2.6% of the writer's time (docs/performance.md).
+/// run was 2.6% of the writer's time (docs/performance-history.md).
 struct TakeFromBalance<'a> {
     at: Position<'a>,
     take: i64,
@@ -1247,7 +1247,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// and the takes go as one statement (`WITH new_doc AS (INSERT …), …, take_0 AS (UPDATE
 /// …), empty_0 AS (DELETE …), new_event AS (INSERT …) SELECT …`): one round trip instead
 /// of one per table and one per position taken from, in a write whose time is its round
-/// trips (docs/performance.md); only increases of positions that exist already follow it.
+/// trips (docs/performance-history.md); only increases of positions that exist already follow it.
 /// PostgreSQL checks the foreign keys at the end of that statement, so its parts may refer
 /// to one another. SQLite runs them one by one, each a cached prepared statement, as does
 /// PostgreSQL for a posting with more rows than `ROWS_PER_STATEMENT`. A PostgreSQL posting

@@ -6,7 +6,7 @@
 /// paths (a write's reads and inserts, authentication) go through it because diesel's
 /// `MultiConnection` writes every query out as SQL text on every run, even when its
 /// prepared statement is cached (7% of the server's CPU under write load, with the
-/// allocations on top, docs/performance.md); the concrete connections find a cached
+/// allocations on top, docs/performance-history.md); the concrete connections find a cached
 /// statement by its type, without building its text.
 macro_rules! on {
     ($conn:expr, |$c:ident| $body:expr) => {
@@ -107,7 +107,7 @@ pub fn connect(url: &str) -> Result<DbConn, diesel::ConnectionError> {
 /// SQLite's process-wide settings, made once before its first connection (SQLite takes them
 /// only before it initializes). Both spare every call into SQLite a mutex that this service
 /// does not need (taking and releasing them was ~6% of the writer thread's samples under load,
-/// docs/performance.md):
+/// docs/performance-history.md):
 ///
 /// * multi-thread mode: no lock on each connection, which SQLite's default (serialized)
 ///   takes for every call. A connection here is only ever used by one thread at a time
@@ -176,7 +176,7 @@ pub struct Db {
 /// A failing write must leave nothing behind, and a savepoint around each write would cost
 /// what it is there for almost never: on SQLite it copies every page a write changes before
 /// changing it (9% of the writer's time), on PostgreSQL it is a round trip of its own, one of
-/// three a document (docs/performance.md). Writes check everything before they write, so a
+/// three a document (docs/performance-history.md). Writes check everything before they write, so a
 /// failure nearly always leaves the transaction untouched, and the writer confirms it by the
 /// database's own count of rows written: SQLite's change counter; on PostgreSQL, where any
 /// error aborts the whole transaction, a failed write is checked (one query, only when a
@@ -749,7 +749,7 @@ impl Db {
 /// temporary storage in memory, so that a savepoint (diesel takes one for a nested
 /// transaction) keeps its copies of the pages it changes in memory, not in a temporary file
 /// opened, written and deleted each time (seen as half of the writer's system calls when
-/// every write ran in one, docs/performance.md).
+/// every write ran in one, docs/performance-history.md).
 fn writer_connection(url: &str) -> Result<DbConn> {
     configure_sqlite();
     let through_buffer = match Backend::of_url(url) {
@@ -822,7 +822,7 @@ fn with_vfs(path: &str, vfs: &str) -> String {
 /// next commit so that the WAL starts over: 32 MiB of 4 KiB pages. Finishing costs the
 /// writer, and the writes queued for it, the copy of whatever was committed since the
 /// checkpointer's last pass (~30 ms under load); doing it on every pass took 15% of the
-/// writer's time (docs/performance.md).
+/// writer's time (docs/performance-history.md).
 const WAL_RESTART_FRAMES: i64 = 8192;
 
 /// What `PRAGMA wal_checkpoint` answers.

@@ -6,7 +6,7 @@
 //! SQLite appends a commit to the WAL frame by frame, and each frame as two writes (its
 //! 24-byte header, then the page), then syncs. Under load a group commit appends ~480
 //! frames, so ~960 system calls, each with the kernel's per-call and per-page work: 17% of
-//! the writer thread's time (docs/performance.md). Here the writes to a WAL file are
+//! the writer thread's time (docs/performance-history.md). Here the writes to a WAL file are
 //! gathered in memory while they run on from one another, and go to the file in 64 KiB
 //! calls (SQLite's VFS writes less than 128 KiB a call) before anything could need them
 //! there:
