@@ -42,6 +42,11 @@ struct Args {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// API nodes (server processes) sharing the database for the write rounds, PostgreSQL
+    /// only: client `c` posts to node `c % nodes`. Reports, exports, RSS and cold start are
+    /// the first node's.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    nodes: u64,
     /// Times each report is run.
     #[arg(long, default_value_t = 20)]
     repeats: usize,
@@ -492,6 +497,10 @@ fn main() {
     if let Some(url) = &args.serve {
         return serve_child(url);
     }
+    if args.nodes > 1 && args.database_url.is_none() {
+        eprintln!("--nodes above 1 needs --database-url (PostgreSQL): nodes share a server");
+        std::process::exit(2);
+    }
     let dir = tempfile_dir();
     let (url, pg) = match &args.database_url {
         Some(admin) if admin.starts_with("postgres") => {
@@ -563,19 +572,7 @@ fn main() {
     drop(db);
     // The server: this program again, as a child process serving the generated database.
     let cold = Instant::now();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--serve", &url])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the server");
-    let base = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        format!("http://{}", line.trim())
-    };
+    let (mut child, base) = spawn_server(&url);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -648,6 +645,16 @@ fn main() {
     // Durable writes over HTTP: 64 clients, receipts and shipments of 1–3 lines, in rounds.
     // On SQLite each round lies between two sets of raw commit windows: the disk's rate
     // drifts from minute to minute, so each round is compared with the rate around it.
+    let mut others: Vec<(std::process::Child, String)> =
+        (1..args.nodes).map(|_| spawn_server(&url)).collect();
+    for (_, b) in &others {
+        while http(&agent, "GET", &format!("{b}/readyz"), "", None).0 != 200 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let bases: Vec<&str> = std::iter::once(base.as_str())
+        .chain(others.iter().map(|(_, b)| b.as_str()))
+        .collect();
     let mut rounds: Vec<Round> = vec![];
     let mut around: Vec<Vec<f64>> = raw_commits
         .as_mut()
@@ -655,10 +662,10 @@ fn main() {
         .unwrap_or_default();
     for round in 1..=args.rounds {
         eprintln!(
-            "writing for {} s with {} clients (round {round} of {}) …",
-            args.seconds, args.clients, args.rounds
+            "writing for {} s with {} clients to {} node(s) (round {round} of {}) …",
+            args.seconds, args.clients, args.nodes, args.rounds
         );
-        rounds.push(write_round(&agent, &base, &admin, &world, &args, round));
+        rounds.push(write_round(&agent, &bases, &admin, &world, &args, round));
         if let Some(r) = raw_commits.as_mut() {
             around.push(r.windows(3));
         }
@@ -680,8 +687,10 @@ fn main() {
     let (w50, w99) = summary(ok.clone());
 
     let rss = peak_rss_mb(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    for c in std::iter::once(&mut child).chain(others.iter_mut().map(|(c, _)| c)) {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     // The baselines again, with the machine as it is after the load.
     if let Some(r) = raw_commits.as_mut() {
         raw_windows.extend(r.windows(5));
@@ -701,7 +710,7 @@ fn main() {
         (false, Some(t)) => round_rates.iter().map(|d| d / t).collect(),
         _ => vec![],
     };
-    results.insert("writes".into(), json!({"documents_per_s": docs_per_s, "rounds_documents_per_s": round_rates, "rounds_raw_sqlite_commits_per_s": round_raw, "rounds_ratio": round_ratios, "seconds_per_round": args.seconds, "p50_ms": w50, "p99_ms": w99, "acknowledged": ok.len(), "refused_409": refused, "errors": errors, "clients": args.clients}));
+    results.insert("writes".into(), json!({"documents_per_s": docs_per_s, "rounds_documents_per_s": round_rates, "rounds_raw_sqlite_commits_per_s": round_raw, "rounds_ratio": round_ratios, "seconds_per_round": args.seconds, "p50_ms": w50, "p99_ms": w99, "acknowledged": ok.len(), "refused_409": refused, "errors": errors, "clients": args.clients, "nodes": args.nodes}));
     results.insert("reports".into(), json!(report_rows));
     results.insert("hand_sql_p50_ms".into(), json!(baseline_sql));
     results.insert("raw_sqlite_commits_per_s".into(), json!(raw));
@@ -727,10 +736,14 @@ fn main() {
     };
     let rates = list(&round_rates, 0);
     let ratio = median(round_ratios.clone());
+    let who = match args.nodes {
+        1 => format!("{} clients", args.clients),
+        n => format!("{} clients to {n} nodes", args.clients),
+    };
     match (raw, pgbench) {
-        (Some(_), _) => println!("| durable writes over HTTP, {} clients (docs/s, median of {} rounds: {rates}) | {docs_per_s:.0} | raw SQLite commit around each round: {}/s | {ratio:.2}× (median of {}) |", args.clients, rounds.len(), list(&round_raw, 0), list(&round_ratios, 2)),
-        (None, Some(t)) => println!("| durable writes over HTTP, {} clients (docs/s, median of {} rounds: {rates}) | {docs_per_s:.0} | pgbench TPC-B {t:.0} tps (median of {} runs) | {ratio:.2}× |", args.clients, rounds.len(), pgbench_runs.len()),
-        _ => println!("| durable writes over HTTP, {} clients (docs/s, median of {} rounds: {rates}) | {docs_per_s:.0} | – | – |", args.clients, rounds.len()),
+        (Some(_), _) => println!("| durable writes over HTTP, {who} (docs/s, median of {} rounds: {rates}) | {docs_per_s:.0} | raw SQLite commit around each round: {}/s | {ratio:.2}× (median of {}) |", rounds.len(), list(&round_raw, 0), list(&round_ratios, 2)),
+        (None, Some(t)) => println!("| durable writes over HTTP, {who} (docs/s, median of {} rounds: {rates}) | {docs_per_s:.0} | pgbench TPC-B {t:.0} tps (median of {} runs) | {ratio:.2}× |", rounds.len(), pgbench_runs.len()),
+        _ => println!("| durable writes over HTTP, {who} (docs/s, median of {} rounds: {rates}) | {docs_per_s:.0} | – | – |", rounds.len()),
     }
     println!("| write latency p50 / p99 (ms) | {w50:.1} / {w99:.1} | | |");
     for (name, _) in &reports {
@@ -780,7 +793,7 @@ impl Round {
 /// Each client posts from its own sequence, a different one each round.
 fn write_round(
     agent: &ureq::Agent,
-    base: &str,
+    bases: &[&str],
     admin: &str,
     world: &World,
     args: &Args,
@@ -791,6 +804,7 @@ fn write_round(
     let lat: Vec<(u16, f64)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..args.clients)
             .map(|c| {
+                let base = bases[c % bases.len()];
                 s.spawn(move || {
                     let mut rng = Lcg(c as u64 + 7 + 1_000_000 * (round - 1));
                     let mut out = vec![];
@@ -814,6 +828,24 @@ fn write_round(
         lat,
         seconds: started.elapsed().as_secs_f64(),
     }
+}
+
+/// This program again, as a child process serving `url`: the child and its base URL.
+fn spawn_server(url: &str) -> (std::process::Child, String) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--serve", url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let base = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        format!("http://{}", line.trim())
+    };
+    (child, base)
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
