@@ -15,10 +15,13 @@
 //!   group that itself changes master data stops using the cache at that point, and it is
 //!   emptied, so a rollback cannot leave a change in it that never committed.
 //! * Across groups: each warehouse's stock of an item in FEFO order, as far as shipments
-//!   have read it (`Shelf`), kept current by this writer's own postings. Kept while the
-//!   audit chain's head, read when a group begins, is the one this writer's last commit
-//!   left: every write that moves stock or changes a lot, by any node or process, appends
-//!   to the chain in its own transaction, so an unchanged head means that no one else has.
+//!   have read it (`Shelf`), kept current by this writer's own postings. Kept as it is
+//!   while the audit chain's head, read when a group begins, is the one this writer's last
+//!   commit left: every write that moves stock or changes a lot, by any node or process,
+//!   appends to the chain in its own transaction, so an unchanged head means that no one
+//!   else has. When the head has moved, the movements numbered since this writer's last
+//!   are the others', and are applied to the shelves as its own are (`ledger::moved_since`);
+//!   if a lot changed meanwhile, or there were many, the shelves are read again.
 //!   Forgotten with any transaction that does not commit after changing it, and when a lot
 //!   changes.
 //!
@@ -83,6 +86,9 @@ struct State {
     /// The audit chain's head after this writer's last commit: the shelves are current
     /// while the chain's head is still there when a group begins.
     committed_head: Option<Option<(i64, String)>>,
+    /// The last movement number after this writer's last commit: what others moved since
+    /// is numbered after it.
+    committed_movement: Option<i64>,
     /// This transaction has changed the shelves: if it does not commit, they are wrong.
     shelves_changed: bool,
     /// PostgreSQL's count of rows written when the group began, plus the rows its writes
@@ -99,7 +105,17 @@ impl State {
     fn forget_shelves(&mut self) {
         self.shelves.clear();
         self.committed_head = None;
+        self.committed_movement = None;
         self.shelves_changed = false;
+    }
+
+    /// Where the others' writes since this writer's last commit start, if its shelves can
+    /// catch up with them rather than be read again (`ledger::moved_since`).
+    fn catch_up_from(&self, head: &Option<(i64, String)>) -> Option<(i64, i64)> {
+        let committed = self.committed_head.as_ref()?;
+        let moved_on = committed != head && !self.shelves_changed && !self.shelves.is_empty();
+        let event = committed.as_ref().map_or(0, |(seq, _)| *seq);
+        moved_on.then_some((event, self.committed_movement?))
     }
 
     fn forget_group(&mut self) {
@@ -155,6 +171,13 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
             .get_result(c)?,
     };
     let head = seq.zip(hash);
+    // Another writer has written since this one's last commit: its stock movements, applied
+    // to the shelves as this writer's own are, save reading them again (with two writers
+    // taking turns, every group would otherwise start with no shelves).
+    let caught_up = match STATE.with_borrow(|s| s.catch_up_from(&head)) {
+        Some((event, movement)) => super::ledger::moved_since(conn, event, movement)?,
+        None => None,
+    };
     super::batch::begin(matches!(conn, DbConn::Postgres(_)));
     STATE.with_borrow_mut(|s| {
         if s.generation != Some(now) {
@@ -165,7 +188,16 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
         // or node, appends to the chain in its transaction: a head that is still the one
         // this writer committed last means that no one has moved stock since.
         if s.shelves_changed || s.committed_head.as_ref() != Some(&head) {
-            s.forget_shelves();
+            match caught_up {
+                Some(moved) => {
+                    for (warehouse, lot, quantity, key) in moved {
+                        let (item, id) = (lot.item_id, lot.id);
+                        let new = (quantity > 0).then_some((&lot, key));
+                        move_on_shelf(&mut s.shelves, warehouse, item, id, quantity, new);
+                    }
+                }
+                None => s.forget_shelves(),
+            }
         }
         s.in_group = true;
         s.master_changed = false;
@@ -183,6 +215,7 @@ pub(super) fn end(committed: bool) {
     STATE.with_borrow_mut(|s| {
         if committed {
             s.committed_head = s.audit_head.clone();
+            s.committed_movement = s.last_movement;
             s.shelves_changed = false;
         } else {
             s.forget_shelves();
@@ -316,8 +349,9 @@ pub(super) fn position_changing(lot: Uuid, at: Location) {
 /// a time, until what it wants is covered (`ledger::available_at`); what it read is kept
 /// here, and the postings of this writer keep it current (`shelf_moved`), so the next
 /// shipment of the item there reads nothing. Kept across groups while the audit chain's head
-/// is the one this writer committed (`begin`), forgotten with any transaction that does not
-/// commit, and whenever a lot changes (`lots_changing`).
+/// is the one this writer committed, or caught up with the movements others made since
+/// (`begin`); forgotten with any transaction that does not commit, and whenever a lot
+/// changes (`lots_changing`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(super) struct Shelf {
     pub rows: Vec<(crate::domain::ledger::lot::Lot, i64, String)>,
@@ -402,35 +436,47 @@ pub(super) fn shelf_moved(
             return;
         }
         s.shelves_changed = true;
-        let Some(shelf) = s.shelves.get_mut(&(warehouse, item)) else {
-            return;
-        };
-        let keep = match shelf.rows.iter().position(|(l, _, _)| l.id == lot) {
-            Some(i) => {
-                let q = shelf.rows[i].1 + quantity;
-                if q == 0 {
-                    shelf.rows.remove(i);
-                } else {
-                    shelf.rows[i].1 = q;
-                }
-                q >= 0
-            }
-            // Beyond what is known of the shelf: it stays as it is.
-            None if quantity > 0 => match new {
-                Some((l, key)) if shelf.complete || key <= shelf.upto => {
-                    let at = shelf.rows.partition_point(|(_, _, k)| *k < key);
-                    shelf.rows.insert(at, (l.clone(), quantity, key));
-                    true
-                }
-                Some(_) => true,
-                None => false,
-            },
-            None => !shelf.complete,
-        };
-        if !keep {
-            s.shelves.remove(&(warehouse, item));
-        }
+        move_on_shelf(&mut s.shelves, warehouse, item, lot, quantity, new);
     });
+}
+
+/// `shelf_moved`'s change to the shelf, also made for other writers' movements.
+fn move_on_shelf(
+    shelves: &mut HashMap<(Uuid, Uuid), Shelf>,
+    warehouse: Uuid,
+    item: Uuid,
+    lot: Uuid,
+    quantity: i64,
+    new: Option<(&crate::domain::ledger::lot::Lot, String)>,
+) {
+    let Some(shelf) = shelves.get_mut(&(warehouse, item)) else {
+        return;
+    };
+    let keep = match shelf.rows.iter().position(|(l, _, _)| l.id == lot) {
+        Some(i) => {
+            let q = shelf.rows[i].1 + quantity;
+            if q == 0 {
+                shelf.rows.remove(i);
+            } else {
+                shelf.rows[i].1 = q;
+            }
+            q >= 0
+        }
+        // Beyond what is known of the shelf: it stays as it is.
+        None if quantity > 0 => match new {
+            Some((l, key)) if shelf.complete || key <= shelf.upto => {
+                let at = shelf.rows.partition_point(|(_, _, k)| *k < key);
+                shelf.rows.insert(at, (l.clone(), quantity, key));
+                true
+            }
+            Some(_) => true,
+            None => false,
+        },
+        None => !shelf.complete,
+    };
+    if !keep {
+        shelves.remove(&(warehouse, item));
+    }
 }
 
 /// A lot is changing (its hold): what the shelves say of it is no longer so.

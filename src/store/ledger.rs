@@ -689,6 +689,69 @@ fn stock_page(
         .collect()
 }
 
+/// Stock moved into (positive) or out of a warehouse: (warehouse, lot, thousandths, the lot's
+/// FEFO key).
+pub(super) type ShelfMove = (Uuid, Lot, i64, String);
+
+/// Most movements of other writers a group catches up with (`moved_since`); past it the
+/// writer reads its shelves again instead.
+const CATCH_UP: i64 = 2_000;
+
+/// What other writers (another node, another process) did to the warehouses' stock since
+/// this writer's last commit, for a group that finds the audit chain's head moved
+/// (`group::begin`): each movement numbered after `after_movement` that leaves or enters a
+/// warehouse, in order, as (warehouse, lot, thousandths moved, FEFO key), negative when it
+/// leaves. `None` when that is not the whole story: a lot changed (an audit event on a lot
+/// after `after_event`; its hold is the one thing of a lot that changes), or there were more
+/// than `CATCH_UP` movements. Every change of stock is a movement, numbered under the write
+/// lock in commit order, so the movements after this writer's last are exactly the others'.
+pub(super) fn moved_since(
+    conn: &mut DbConn,
+    after_event: i64,
+    after_movement: i64,
+) -> Result<Option<Vec<ShelfMove>>> {
+    let lot_changed: Option<i64> = audit_events::table
+        .filter(audit_events::seq.gt(after_event))
+        .filter(audit_events::entity_type.eq("lot"))
+        .select(audit_events::seq)
+        .first(conn)
+        .optional()?;
+    if lot_changed.is_some() {
+        return Ok(None);
+    }
+    type Row = (LotRow, String, String, String, String, i64);
+    let rows: Vec<Row> = movements::table
+        .inner_join(lots::table)
+        .filter(movements::seq.gt(after_movement))
+        .select((
+            LotRow::as_select(),
+            movements::from_kind,
+            movements::from_id,
+            movements::to_kind,
+            movements::to_id,
+            movements::quantity_milli,
+        ))
+        .order(movements::seq.asc())
+        .limit(CATCH_UP + 1)
+        .load(conn)?;
+    if rows.len() as i64 > CATCH_UP {
+        return Ok(None);
+    }
+    let mut moved = vec![];
+    for (row, from_kind, from_id, to_kind, to_id, q) in rows {
+        let key = fefo_key(&row);
+        let lot = Lot::try_from(row)?;
+        let warehouse = LocationKind::Warehouse.as_str();
+        if from_kind == warehouse {
+            moved.push((parse_uuid(&from_id)?, lot.clone(), -q, key.clone()));
+        }
+        if to_kind == warehouse {
+            moved.push((parse_uuid(&to_id)?, lot, q, key));
+        }
+    }
+    Ok(Some(moved))
+}
+
 /// Debug builds (the tests) check what the writer knows of a shelf against the database
 /// each time it is used: a posting that moved stock without telling its shelf fails them.
 #[cfg(debug_assertions)]

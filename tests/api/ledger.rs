@@ -808,15 +808,90 @@ fn shipments_see_stock_as_it_is_now() {
     );
 
     // The second lot held: nothing usable is left.
-    app.post(
+    let hold = app.post(
         &format!("/api/v1/lots/{second}/hold"),
         &app.staff,
         json!({"reason": "召回"}),
-    )
-    .ok(200);
-    let p = ship(&app, &w, &w.community, mask("1")).problem(409);
+    );
+    nothing_usable_after(&app, &w, hold);
+}
+
+/// `hold` has put the last lot of masks with stock on hold: a shipment of one finds none.
+fn nothing_usable_after(app: &TestApp, w: &World, hold: Resp) {
+    hold.ok(200);
+    let p = ship(
+        app,
+        w,
+        &w.community,
+        json!([{"item_id": w.mask, "quantity": "1"}]),
+    );
+    let p = p.problem(409);
     assert_eq!(p["available"], "0", "{p}");
     app.assert_ledger_ok();
+}
+
+/// When another node has written, a writer applies the movements numbered since its own last
+/// commit to the stock it keeps instead of reading it again (`ledger::moved_since`), and
+/// reads it again when a lot has changed. Each of the other node's receipts, shipments and
+/// holds must reach this node's very next shipment, with writes of this node in between.
+#[test]
+fn shipments_see_what_another_node_moved() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let node = app.another_node();
+    let there = |path: &str, body: Value| app.post_at(&node, path, &app.clerk, body).ok(201);
+    let mask = |q: &str| json!([{"item_id": w.mask, "quantity": q}]);
+    let spray = |q: &str| json!([{"item_id": w.spray, "quantity": q}]);
+    let late = receive_lot(&app, &w, "L-60", 60);
+    receive(&app, &w, spray("10"));
+    let s = ship(&app, &w, &w.community, mask("1")).ok(201);
+    assert_eq!(lots_moved(&s, &w.mask), [(late.clone(), "1".into())]);
+    ship(&app, &w, &w.community, spray("1")).ok(201);
+
+    // A lot that expires sooner, received on the other node, comes first here; so does
+    // what the other node took of it.
+    let r = there(
+        "/api/v1/receipts",
+        json!({"warehouse_id": app.warehouse_a, "donor_id": w.donor,
+               "lines": [{"item_id": w.mask, "quantity": "10", "lot_number": "S-20",
+                          "expiry_date": future(20)}]}),
+    );
+    let sooner = r["lines"][0]["lot_id"].as_str().unwrap().to_string();
+    there(
+        "/api/v1/shipments",
+        json!({"warehouse_id": app.warehouse_a, "recipient_id": w.factory,
+               "dispatch": true, "lines": mask("4")}),
+    );
+    let s = ship(&app, &w, &w.community, mask("7")).ok(201);
+    assert_eq!(
+        lots_moved(&s, &w.mask),
+        [(sooner.clone(), "6".into()), (late.clone(), "1".into())]
+    );
+
+    // The other node ships from both items: this node's next shipments follow.
+    there(
+        "/api/v1/shipments",
+        json!({"warehouse_id": app.warehouse_a, "recipient_id": w.factory,
+               "dispatch": true, "lines": spray("3")}),
+    );
+    let p = ship(&app, &w, &w.community, spray("7")).problem(409);
+    assert_eq!(p["available"], "6", "{p}");
+    there(
+        "/api/v1/shipments",
+        json!({"warehouse_id": app.warehouse_a, "recipient_id": w.factory,
+               "dispatch": true, "lines": mask("2")}),
+    );
+    let s = ship(&app, &w, &w.community, mask("3")).ok(201);
+    assert_eq!(lots_moved(&s, &w.mask), [(late.clone(), "3".into())]);
+
+    // The last lot held on the other node: nothing usable is left here.
+    let hold = app.post_at(
+        &node,
+        &format!("/api/v1/lots/{late}/hold"),
+        &app.staff,
+        json!({"reason": "召回"}),
+    );
+    nothing_usable_after(&app, &w, hold);
 }
 
 /// A warehouse may hold dozens of lots of an item; allocation reads them a few at a time
