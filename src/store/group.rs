@@ -440,7 +440,11 @@ pub(super) fn shelf_moved(
     });
 }
 
-/// `shelf_moved`'s change to the shelf, also made for other writers' movements.
+/// `shelf_moved`'s change to the shelf, also made for other writers' movements. A lot that
+/// comes in and is not on the shelf is put in its FEFO place when `new` gives it and the
+/// place lies within what the shelf knows: the shelf holds every position up to `upto`, so
+/// the lot had none there. Other writers' movements give every lot that comes in; the
+/// writer's own postings only the lots they create.
 fn move_on_shelf(
     shelves: &mut HashMap<(Uuid, Uuid), Shelf>,
     warehouse: Uuid,
