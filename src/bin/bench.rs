@@ -571,15 +571,12 @@ fn main() {
     .token;
     drop(db);
     // The server: this program again, as a child process serving the generated database.
-    let cold = Instant::now();
-    let (mut child, base) = spawn_server(&url);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    while http(&agent, "GET", &format!("{base}/readyz"), "", None).0 != 200 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let cold = Instant::now();
+    let (mut child, base) = spawn_server(&url, &agent);
     let cold_start_ms = cold.elapsed().as_secs_f64() * 1000.0;
 
     // Reports: medians and 99th percentiles over `repeats` runs each.
@@ -645,13 +642,9 @@ fn main() {
     // Durable writes over HTTP: 64 clients, receipts and shipments of 1–3 lines, in rounds.
     // On SQLite each round lies between two sets of raw commit windows: the disk's rate
     // drifts from minute to minute, so each round is compared with the rate around it.
-    let mut others: Vec<(std::process::Child, String)> =
-        (1..args.nodes).map(|_| spawn_server(&url)).collect();
-    for (_, b) in &others {
-        while http(&agent, "GET", &format!("{b}/readyz"), "", None).0 != 200 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
+    let mut others: Vec<(std::process::Child, String)> = (1..args.nodes)
+        .map(|_| spawn_server(&url, &agent))
+        .collect();
     let bases: Vec<&str> = std::iter::once(base.as_str())
         .chain(others.iter().map(|(_, b)| b.as_str()))
         .collect();
@@ -830,8 +823,9 @@ fn write_round(
     }
 }
 
-/// This program again, as a child process serving `url`: the child and its base URL.
-fn spawn_server(url: &str) -> (std::process::Child, String) {
+/// This program again, as a child process serving `url`, once it answers that it is ready:
+/// the child and its base URL.
+fn spawn_server(url: &str, agent: &ureq::Agent) -> (std::process::Child, String) {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--serve", url])
         .stdout(std::process::Stdio::piped())
@@ -845,6 +839,9 @@ fn spawn_server(url: &str) -> (std::process::Child, String) {
             .unwrap();
         format!("http://{}", line.trim())
     };
+    while http(agent, "GET", &format!("{base}/readyz"), "", None).0 != 200 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     (child, base)
 }
 
