@@ -83,11 +83,11 @@ struct State {
     /// Each (warehouse, item)'s stock in FEFO order as far as it has been read, kept across
     /// groups while no one else writes (see `Shelf`).
     shelves: HashMap<(Uuid, Uuid), Shelf>,
-    /// The audit chain's head after this writer's last commit: the shelves are current
-    /// while the chain's head is still there when a group begins.
+    /// The audit chain's head the shelves are current with (the one this writer's last
+    /// commit left, or the one a group caught up to): they stay so while the chain's head is
+    /// still there when a group begins.
     committed_head: Option<Option<(i64, String)>>,
-    /// The last movement number after this writer's last commit: what others moved since
-    /// is numbered after it.
+    /// The last movement number at that head: what others moved since is numbered after it.
     committed_movement: Option<i64>,
     /// This transaction has changed the shelves: if it does not commit, they are wrong.
     shelves_changed: bool,
@@ -189,12 +189,16 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
         // this writer committed last means that no one has moved stock since.
         if s.shelves_changed || s.committed_head.as_ref() != Some(&head) {
             match caught_up {
-                Some(moved) => {
-                    for (warehouse, lot, quantity, key) in moved {
+                Some(theirs) => {
+                    for (warehouse, lot, quantity, key) in theirs {
                         let (item, id) = (lot.item_id, lot.id);
                         let new = (quantity > 0).then_some((&lot, key));
                         move_on_shelf(&mut s.shelves, warehouse, item, id, quantity, new);
                     }
+                    // The shelves are now as of this head: a group that starts over (and
+                    // begins again without ending) must not apply the same movements twice.
+                    s.committed_head = Some(head.clone());
+                    s.committed_movement = Some(moved.unwrap_or(0));
                 }
                 None => s.forget_shelves(),
             }

@@ -182,9 +182,10 @@ impl TestApp {
     /// A second server on this app's database, as a second API node would be.
     pub fn another_node(&self) -> Node {
         let db = Db::open(&self.db_url, 4).expect("open database");
-        let (base, handle) = serve(db, 100_000);
+        let (base, handle) = serve(db.clone(), 100_000);
         Node {
             base,
+            db,
             handle: Some(handle),
         }
     }
@@ -331,6 +332,8 @@ impl Drop for TestApp {
 /// Another server on a `TestApp`'s database; stopped when dropped.
 pub struct Node {
     pub base: String,
+    /// The node's store: writes sent here join its server's groups (one writer thread).
+    pub db: Db,
     handle: Option<actix_web::dev::ServerHandle>,
 }
 

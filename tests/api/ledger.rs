@@ -894,6 +894,44 @@ fn shipments_see_what_another_node_moved() {
     nothing_usable_after(&app, &w, hold);
 }
 
+/// A group that catches up with another node's movements and then starts over (its first
+/// write failed after writing something it did not report) begins again without ending: it
+/// must not apply the same movements a second time. (Debug builds check the kept stock
+/// against the database when the next shipment uses it.)
+#[test]
+fn a_group_that_caught_up_and_starts_over_counts_the_other_node_once() {
+    use diesel::connection::SimpleConnection;
+    use relief_ledger::error::Error;
+
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let node = app.another_node();
+    let lot = receive_lot(&app, &w, "L-60", 60);
+    let mask = |q: &str| json!([{"item_id": w.mask, "quantity": q}]);
+    let ship_there = |q: &str| {
+        app.post_at(
+            &node,
+            "/api/v1/shipments",
+            &app.clerk,
+            json!({"warehouse_id": app.warehouse_a, "recipient_id": w.community,
+                   "dispatch": true, "lines": mask(q)}),
+        )
+    };
+    // The node keeps the lot's stock; this server then takes some.
+    ship_there("1").ok(201);
+    ship(&app, &w, &w.factory, mask("2")).ok(201);
+    let restarts = node.db.groups_started_over();
+    let answer = node.db.write(|c| {
+        c.batch_execute("UPDATE master_generation SET n = n + 1")?;
+        Err::<(), _>(Error::conflict("writer", "fails on purpose, after writing"))
+    });
+    assert!(matches!(answer, Err(Error::Conflict { .. })), "{answer:?}");
+    assert_eq!(node.db.groups_started_over(), restarts + 1);
+    let s = ship_there("7").ok(201);
+    assert_eq!(lots_moved(&s, &w.mask), [(lot, "7".into())]);
+    app.assert_ledger_ok();
+}
+
 /// A warehouse may hold dozens of lots of an item; allocation reads them a few at a time
 /// (on PostgreSQL, pages of eight) until what it can use covers the shipment. Here seven
 /// expired lots come first in FEFO order, so the usable ones it takes lie on both sides of
