@@ -110,12 +110,16 @@ impl State {
     }
 
     /// Where the others' writes since this writer's last commit start, if its shelves can
-    /// catch up with them rather than be read again (`ledger::moved_since`).
-    fn catch_up_from(&self, head: &Option<(i64, String)>) -> Option<(i64, i64)> {
+    /// catch up with them rather than be read again (`ledger::moved_since`): only forward
+    /// (a chain or journal that went back, a database restored under the node, is read
+    /// again).
+    fn catch_up_from(&self, head: &Option<(i64, String)>, last: i64) -> Option<(i64, i64)> {
         let committed = self.committed_head.as_ref()?;
+        let seq = |h: &Option<(i64, String)>| h.as_ref().map_or(0, |(seq, _)| *seq);
+        let movement = self.committed_movement?;
+        let forward = seq(head) > seq(committed) && last >= movement;
         let moved_on = committed != head && !self.shelves_changed && !self.shelves.is_empty();
-        let event = committed.as_ref().map_or(0, |(seq, _)| *seq);
-        moved_on.then_some((event, self.committed_movement?))
+        (forward && moved_on).then_some((seq(committed), movement))
     }
 
     fn forget_group(&mut self) {
@@ -174,7 +178,7 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
     // Another writer has written since this one's last commit: its stock movements, applied
     // to the shelves as this writer's own are, save reading them again (with two writers
     // taking turns, every group would otherwise start with no shelves).
-    let caught_up = match STATE.with_borrow(|s| s.catch_up_from(&head)) {
+    let caught_up = match STATE.with_borrow(|s| s.catch_up_from(&head, moved.unwrap_or(0))) {
         Some((event, movement)) => super::ledger::moved_since(conn, event, movement)?,
         None => None,
     };
