@@ -86,9 +86,9 @@ struct State {
     /// The audit chain's head the shelves are current with (the one this writer's last
     /// commit left, or the one a group caught up to): they stay so while the chain's head is
     /// still there when a group begins.
-    committed_head: Option<Option<(i64, String)>>,
+    shelves_head: Option<Option<(i64, String)>>,
     /// The last movement number at that head: what others moved since is numbered after it.
-    committed_movement: Option<i64>,
+    shelves_movement: Option<i64>,
     /// This transaction has changed the shelves: if it does not commit, they are wrong.
     shelves_changed: bool,
     /// PostgreSQL's count of rows written when the group began, plus the rows its writes
@@ -104,8 +104,8 @@ impl State {
 
     fn forget_shelves(&mut self) {
         self.shelves.clear();
-        self.committed_head = None;
-        self.committed_movement = None;
+        self.shelves_head = None;
+        self.shelves_movement = None;
         self.shelves_changed = false;
     }
 
@@ -114,12 +114,12 @@ impl State {
     /// (a chain or journal that went back, a database restored under the node, is read
     /// again).
     fn catch_up_from(&self, head: &Option<(i64, String)>, last: i64) -> Option<(i64, i64)> {
-        let committed = self.committed_head.as_ref()?;
         let seq = |h: &Option<(i64, String)>| h.as_ref().map_or(0, |(seq, _)| *seq);
-        let movement = self.committed_movement?;
-        let forward = seq(head) > seq(committed) && last >= movement;
-        let moved_on = committed != head && !self.shelves_changed && !self.shelves.is_empty();
-        (forward && moved_on).then_some((seq(committed), movement))
+        let known = seq(self.shelves_head.as_ref()?);
+        let movement = self.shelves_movement?;
+        let forward = seq(head) > known && last >= movement;
+        let worth_it = !self.shelves_changed && !self.shelves.is_empty();
+        (forward && worth_it).then_some((known, movement))
     }
 
     fn forget_group(&mut self) {
@@ -191,7 +191,7 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
         // Every write that moves stock or changes a lot, by this service or another process
         // or node, appends to the chain in its transaction: a head that is still the one
         // this writer committed last means that no one has moved stock since.
-        if s.shelves_changed || s.committed_head.as_ref() != Some(&head) {
+        if s.shelves_changed || s.shelves_head.as_ref() != Some(&head) {
             match caught_up {
                 Some(theirs) => {
                     for (warehouse, lot, quantity, key) in theirs {
@@ -201,8 +201,8 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
                     }
                     // The shelves are now as of this head: a group that starts over (and
                     // begins again without ending) must not apply the same movements twice.
-                    s.committed_head = Some(head.clone());
-                    s.committed_movement = Some(moved.unwrap_or(0));
+                    s.shelves_head = Some(head.clone());
+                    s.shelves_movement = Some(moved.unwrap_or(0));
                 }
                 None => s.forget_shelves(),
             }
@@ -222,8 +222,8 @@ pub(super) fn begin(conn: &mut DbConn) -> Result<()> {
 pub(super) fn end(committed: bool) {
     STATE.with_borrow_mut(|s| {
         if committed {
-            s.committed_head = s.audit_head.clone();
-            s.committed_movement = s.last_movement;
+            s.shelves_head = s.audit_head.clone();
+            s.shelves_movement = s.last_movement;
             s.shelves_changed = false;
         } else {
             s.forget_shelves();

@@ -700,7 +700,7 @@ const CATCH_UP: i64 = 2_000;
 /// What other writers (another node, another process) did to the warehouses' stock since
 /// this writer's last commit, for a group that finds the audit chain's head moved
 /// (`group::begin`): each movement numbered after `after_movement` that leaves or enters a
-/// warehouse, in order, as (warehouse, lot, thousandths moved, FEFO key), negative when it
+/// warehouse (deliveries from transit do not touch a shelf), in order, as (warehouse, lot, thousandths moved, FEFO key), negative when it
 /// leaves. `None` when that is not the whole story: a lot changed (an audit event on a lot
 /// after `after_event`; its hold is the one thing of a lot that changes), or there were more
 /// than `CATCH_UP` movements. Every change of stock is a movement, numbered under the write
@@ -720,9 +720,15 @@ pub(super) fn moved_since(
         return Ok(None);
     }
     type Row = (LotRow, String, String, String, String, i64);
+    let warehouse = LocationKind::Warehouse.as_str();
     let rows: Vec<Row> = movements::table
         .inner_join(lots::table)
         .filter(movements::seq.gt(after_movement))
+        .filter(
+            movements::from_kind
+                .eq(warehouse)
+                .or(movements::to_kind.eq(warehouse)),
+        )
         .select((
             LotRow::as_select(),
             movements::from_kind,
@@ -741,7 +747,6 @@ pub(super) fn moved_since(
     for (row, from_kind, from_id, to_kind, to_id, q) in rows {
         let key = fefo_key(&row);
         let lot = Lot::try_from(row)?;
-        let warehouse = LocationKind::Warehouse.as_str();
         if from_kind == warehouse {
             moved.push((parse_uuid(&from_id)?, lot.clone(), -q, key.clone()));
         }
