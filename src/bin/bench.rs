@@ -53,6 +53,10 @@ struct Args {
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench-results.json")]
     out: String,
+    /// Keep the generated database, and say where it is, instead of removing it: for
+    /// reading the hot queries' plans on a ledger of the size measured.
+    #[arg(long)]
+    keep: bool,
     /// Internal: serve this database and print the address (the measured server runs as a
     /// child process, so that its memory and start-up are its own).
     #[arg(long, hide = true)]
@@ -761,12 +765,16 @@ fn main() {
     println!("| HTTP errors (5xx or dropped) during the write load | {errors} | | |");
     std::fs::write(&args.out, serde_json::to_string_pretty(&results).unwrap()).unwrap();
     eprintln!("wrote {}", args.out);
-    if let Some((admin, name)) = pg {
-        if let Ok(mut c) = store::connect(&admin) {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    if args.keep {
+        eprintln!("kept the database: {url}");
+    } else {
+        if let Some((admin, name)) = pg {
+            if let Ok(mut c) = store::connect(&admin) {
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
         }
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     std::process::exit(if errors == 0 { 0 } else { 1 });
 }
 

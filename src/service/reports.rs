@@ -693,7 +693,7 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
         }
         // All donors: one pass over the period's movements.
         None => {
-            let lot_donor = db::lot_donors(conn)?;
+            let mut lot_donor = db::lot_donors_moved_between(conn, from, to)?;
             db::each_movement_between(conn, from, Some(to), |m| {
                 lines
                     .entry((lot_donor[&m.lot_id], m.item_id))
@@ -723,6 +723,15 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
                     .map(|((lot, _), (item, a))| (lot, item, a))
                     .collect()
             };
+            // Stock on hand may sit in lots that did not move in the period.
+            let unmoved: Vec<Uuid> = on_hand
+                .iter()
+                .map(|(lot, _, _)| *lot)
+                .filter(|lot| !lot_donor.contains_key(lot))
+                .collect();
+            for (id, lot) in db::get_lots(conn, &unmoved)? {
+                lot_donor.insert(id, lot.donor_id);
+            }
             for (lot, item, a) in on_hand {
                 lines
                     .entry((lot_donor[&lot], item))
@@ -1298,7 +1307,11 @@ fn expiry(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
 /// What charities publish: donations received and their use, by donor (anonymous donors as
 /// such) and by recipient kind and region. No contact data, no ids of people.
 fn disclosure(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
-    let lot_donor = db::lot_donors(conn)?;
+    let lot_donor = db::lot_donors_moved_between(
+        conn,
+        p.from.map(start_of),
+        p.to.map(end_of).unwrap_or(ctx.now),
+    )?;
     let mut received: BTreeMap<(String, Uuid), Amount> = BTreeMap::new();
     let mut used: BTreeMap<(String, String), Amount> = BTreeMap::new();
     let mut moves = vec![];

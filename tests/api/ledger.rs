@@ -98,13 +98,18 @@ pub(crate) fn masks_delivered(app: &TestApp, w: &World) -> Value {
         json!([{"item_id": w.mask, "quantity": "120"}]),
     )
     .ok(201);
+    deliver(app, &s);
+    r
+}
+
+/// Delivers a dispatched shipment as the clerk, signed for by the factory's manager.
+pub(crate) fn deliver(app: &TestApp, shipment: &Value) -> Value {
     app.post(
-        &format!("/api/v1/shipments/{}/deliver", id(&s)),
+        &format!("/api/v1/shipments/{}/deliver", id(shipment)),
         &app.clerk,
         json!({"signed_by": "孔经理"}),
     )
-    .ok(200);
-    r
+    .ok(200)
 }
 
 /// Quantity on hand of an item at warehouse A, from the stock report's totals.

@@ -607,3 +607,62 @@ fn hledger_agrees_with_stock_on_hand() {
     let theirs = hledger_balances(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(theirs, ours, "hledger's stock on hand is ours");
 }
+
+/// The all-donors statement for a period reads the donors of the lots that moved in it and
+/// of the lots on hand at its end, not of every lot ever received
+/// (`store::ledger::lot_donors_moved_between`). Goods received before the period that left
+/// in it, and goods received before it still on the shelf, are both their donors'.
+#[test]
+fn donor_statement_for_a_period_counts_lots_received_before_it() {
+    use crate::ledger::{deliver, id, world};
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let shelf_donor = id(&app.donor("曲阜市红十字会"));
+    let late_donor = id(&app.donor("济宁市慈善总会"));
+    let at = |days: i64| (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339();
+    let receive = |donor: &str, days: i64, item: &str, quantity: &str| {
+        app.post(
+            "/api/v1/receipts",
+            &app.clerk,
+            json!({"warehouse_id": app.warehouse_a, "donor_id": donor, "occurred_at": at(days),
+                   "lines": [{"item_id": item, "quantity": quantity}]}),
+        )
+        .ok(201)
+    };
+    receive(&w.donor, 20, &w.alcohol, "100");
+    receive(&shelf_donor, 20, &w.spray, "40");
+    receive(&late_donor, 3, &w.alcohol, "50");
+    // First expiry, first out: the early lot's 100, then 20 of the late one.
+    let s = app
+        .post(
+            "/api/v1/shipments",
+            &app.clerk,
+            json!({"warehouse_id": app.warehouse_a, "recipient_id": w.factory, "dispatch": true,
+                   "occurred_at": at(2), "lines": [{"item_id": w.alcohol, "quantity": "120"}]}),
+        )
+        .ok(201);
+    deliver(&app, &s);
+
+    let last_ten_days = format!(
+        "from={}&to={}",
+        today() - chrono::Duration::days(10),
+        today()
+    );
+    let r = report(&app, "donor-statement", &last_ten_days);
+    let rows = rows_by(&r, 0, "donor");
+    let early = rows["济宁爱心企业联合会"];
+    assert_eq!(
+        (&early["distributed"], &early["on_hand"]),
+        (&json!("100"), &json!("0")),
+        "{early}"
+    );
+    let late = rows["济宁市慈善总会"];
+    assert_eq!(
+        (&late["received"], &late["distributed"], &late["on_hand"]),
+        (&json!("50"), &json!("20"), &json!("30")),
+        "{late}"
+    );
+    let shelved = rows["曲阜市红十字会"];
+    assert_eq!(shelved["on_hand"], "40", "{shelved}");
+    assert_eq!(shelved["received"], "0", "{shelved}");
+}
