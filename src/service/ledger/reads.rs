@@ -147,7 +147,9 @@ pub fn stock(
         });
     }
     let at = as_of.unwrap_or_else(Utc::now);
-    dbh.read(|conn| {
+    // One state of the database for the positions, their lots and the values: they are
+    // read by separate statements (`db::stock`).
+    dbh.snapshot(|conn| {
         let balances: Vec<(Lot, Location, Quantity)> = match as_of {
             None => db::stock(conn, &f)?
                 .into_iter()
