@@ -691,7 +691,8 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
                 }
             }
         }
-        // All donors: one pass over the period's movements.
+        // All donors: the donors of the lots the period moves, then one pass over its
+        // movements.
         None => {
             let mut lot_donor = db::lot_donors_moved_between(conn, from, to)?;
             db::each_movement_between(conn, from, Some(to), |m| {

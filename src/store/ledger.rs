@@ -546,6 +546,7 @@ pub fn lot_donors(conn: &mut DbConn) -> Result<HashMap<Uuid, Uuid>> {
 /// The donors of the lots that moved in [from, to): what a report over a period needs to
 /// attribute its movements to donors. Read through the period's movements
 /// (`movements_time`), so it costs what the period holds, not every lot ever received.
+/// Without a start the period is the whole history, and so are its lots (`lot_donors`).
 pub fn lot_donors_moved_between(
     conn: &mut DbConn,
     from: Option<DateTime<Utc>>,
