@@ -1313,9 +1313,10 @@ fn disclosure(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>
         p.from.map(start_of),
         p.to.map(end_of).unwrap_or(ctx.now),
     )?;
-    let mut received: BTreeMap<(String, Uuid), Amount> = BTreeMap::new();
-    let mut used: BTreeMap<(String, String), Amount> = BTreeMap::new();
-    let mut moves = vec![];
+    // Summed as the movements are read, by donor and item and by recipient: the period's
+    // movements are never held at once, only one entry for each pair that moved.
+    let mut by_donor: HashMap<(Uuid, Uuid), Amount> = HashMap::new();
+    let mut by_recipient: HashMap<Uuid, Amount> = HashMap::new();
     db::each_movement_between(
         conn,
         p.from.map(start_of),
@@ -1323,8 +1324,17 @@ fn disclosure(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>
         |m| {
             let sign = stock_sign(&m);
             let far = if sign > 0 { m.from } else { m.to };
-            if sign != 0 && matches!(far.kind, LocationKind::Donor | LocationKind::Recipient) {
-                moves.push((m.item_id, lot_donor[&m.lot_id], far, sign, Amount::of(&m)));
+            match far.kind {
+                _ if sign == 0 => {}
+                LocationKind::Donor => by_donor
+                    .entry((lot_donor[&m.lot_id], m.item_id))
+                    .or_default()
+                    .add(Amount::of(&m), sign),
+                LocationKind::Recipient => by_recipient
+                    .entry(far.id)
+                    .or_default()
+                    .add(Amount::of(&m), -sign),
+                _ => {}
             }
             Ok(())
         },
@@ -1333,24 +1343,22 @@ fn disclosure(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>
         conn,
         [],
         [],
-        moves.iter().map(|(_, donor, far, ..)| match far.kind {
-            LocationKind::Donor => Location::donor(*donor),
-            _ => *far,
-        }),
+        by_donor
+            .keys()
+            .map(|(donor, _)| Location::donor(*donor))
+            .chain(by_recipient.keys().map(|r| Location::recipient(*r))),
     )?;
-    for (item, donor, far, sign, a) in moves {
-        match far.kind {
-            LocationKind::Donor => {
-                let name = donor_name(ctx.donor(conn, donor)?);
-                received.entry((name, item)).or_default().add(a, sign);
-            }
-            _ => {
-                let r = ctx.recipient(conn, far.id)?.clone();
-                used.entry((crate::store::enum_str(&r.kind), r.region_code.clone()))
-                    .or_default()
-                    .add(a, -sign);
-            }
-        }
+    let mut received: BTreeMap<(String, Uuid), Amount> = BTreeMap::new();
+    for ((donor, item), a) in by_donor {
+        let name = donor_name(ctx.donor(conn, donor)?);
+        received.entry((name, item)).or_default().add(a, 1);
+    }
+    let mut used: BTreeMap<(String, String), Amount> = BTreeMap::new();
+    for (recipient, a) in by_recipient {
+        let r = ctx.recipient(conn, recipient)?;
+        used.entry((crate::store::enum_str(&r.kind), r.region_code.clone()))
+            .or_default()
+            .add(a, 1);
     }
     let mut t1 = Table::new(
         "donations received",

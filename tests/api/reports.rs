@@ -275,6 +275,41 @@ fn the_seed_scenario_in_every_report() {
         "the anonymous donor's recorded name stays private"
     );
     assert_eq!(public["tables"][1]["totals"]["value"], "87550.00");
+    // Received, by donor and item: the alcohol entered twice counts once (its duplicate
+    // was reversed), and the spray written off on arrival was still given.
+    let received = rows_by(&public, 0, "item_code");
+    let got = |code: &str| {
+        (
+            received[code]["donor"].as_str().unwrap(),
+            received[code]["quantity"].as_str().unwrap(),
+            received[code]["value"].as_str().unwrap(),
+        )
+    };
+    assert_eq!(received.len(), 3);
+    assert_eq!(
+        got("MASK-KN95"),
+        ("济宁爱心企业联合会", "13000", "45500.00")
+    );
+    assert_eq!(got("ALC-75"), ("济宁某医药有限公司", "1150", "23000.00"));
+    assert_eq!(
+        got("SPRAY-75"),
+        ("匿名捐赠 (anonymous)", "2400", "28800.00")
+    );
+    assert_eq!(public["tables"][0]["totals"]["value"], "97300.00");
+    // Used, by the recipients' kind and region: the three shipments at today's values.
+    let used = rows_by(&public, 1, "kind");
+    assert_eq!(used.len(), 3);
+    for (kind, value) in [
+        ("enterprise", "54400.00"),
+        ("community", "22500.00"),
+        ("village", "10650.00"),
+    ] {
+        assert_eq!(
+            (used[kind]["region"].as_str(), used[kind]["value"].as_str()),
+            (Some("370881"), Some(value)),
+            "{kind}"
+        );
+    }
     app.assert_ledger_ok();
 }
 
