@@ -151,6 +151,8 @@ struct Ctx {
     donors: HashMap<Uuid, Donor>,
     recipients: HashMap<Uuid, Recipient>,
     warehouses: HashMap<Uuid, String>,
+    /// Each item's cells, built once and shared by every row that names the item.
+    item_cells: HashMap<Uuid, Vec<Cell>>,
 }
 
 impl Ctx {
@@ -170,11 +172,21 @@ impl Ctx {
             donors: HashMap::new(),
             recipients: HashMap::new(),
             warehouses: HashMap::new(),
+            item_cells: HashMap::new(),
         })
     }
 
     fn item(&mut self, conn: &mut DbConn, id: Uuid) -> Result<&Item> {
         cached(&mut self.items, id, "item", || master::get_item(conn, id))
+    }
+
+    /// `item_cells` of an item, for reports with a row per donor or place and item.
+    fn item_cells(&mut self, conn: &mut DbConn, id: Uuid) -> Result<&[Cell]> {
+        if !self.item_cells.contains_key(&id) {
+            let cells = item_cells(self.item(conn, id)?);
+            self.item_cells.insert(id, cells);
+        }
+        Ok(&self.item_cells[&id])
     }
 
     fn lot(&mut self, conn: &mut DbConn, id: Uuid) -> Result<&Lot> {
@@ -433,7 +445,7 @@ fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Tab
             l.lot_number.into(),
             l.expiry_date.into(),
             q.into(),
-            Cell::Text(uv.to_string()),
+            uv.to_string().into(),
             value.into(),
         ]);
         t.push(row);
@@ -703,42 +715,79 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
                     .add(&m);
                 Ok(())
             })?;
-            let on_hand: Vec<(Uuid, Uuid, Amount)> = if p.to.is_none() {
-                db::stock(conn, &db::StockFilter::default())?
-                    .into_iter()
-                    .map(|b| {
-                        (
-                            b.lot.id,
-                            b.lot.item_id,
-                            Amount {
-                                qty: b.quantity.to_scaled(),
-                                cents: 0,
-                            },
-                        )
-                    })
-                    .collect()
+            // Stock on hand at the end of the period, by donor and item. An end at or after
+            // now (business time runs a few minutes ahead at most) is today's stock, summed
+            // in the database, less what is dated at or after it; an earlier end is rebuilt
+            // from the close before it. Neither holds every position with its lot.
+            let mut on_hand: HashMap<(Uuid, Uuid), Amount> = HashMap::new();
+            if to >= ctx.now {
+                // Summed by lot first: a lot is in a few places at most, and only lots that
+                // did not move in the period need their donor read.
+                let mut by_lot: HashMap<Uuid, (Uuid, i64)> = HashMap::new();
+                db::each_stock_position(conn, |lot, item, q| {
+                    by_lot.entry(lot).or_insert((item, 0)).1 += q.to_scaled();
+                    Ok(())
+                })?;
+                let unknown: Vec<Uuid> = by_lot
+                    .keys()
+                    .filter(|lot| !lot_donor.contains_key(lot))
+                    .copied()
+                    .collect();
+                lot_donor.extend(db::donors_of_lots(conn, &unknown)?);
+                for (lot, (item, qty)) in by_lot {
+                    let a = Amount { qty, cents: 0 };
+                    on_hand
+                        .entry((lot_donor[&lot], item))
+                        .or_default()
+                        .add(a, 1);
+                }
+                if p.to.is_some() {
+                    let mut later = vec![];
+                    db::each_movement_between(conn, Some(to), None, |m| {
+                        later.push(m);
+                        Ok(())
+                    })?;
+                    let unknown: Vec<Uuid> = later
+                        .iter()
+                        .map(|m| m.lot_id)
+                        .filter(|lot| !lot_donor.contains_key(lot))
+                        .collect();
+                    lot_donor.extend(db::donors_of_lots(conn, &unknown)?);
+                    for m in later {
+                        for (loc, sign) in [(m.from, 1), (m.to, -1)] {
+                            if loc.holds_stock() {
+                                on_hand
+                                    .entry((lot_donor[&m.lot_id], m.item_id))
+                                    .or_default()
+                                    .add(Amount::of(&m), sign);
+                            }
+                        }
+                    }
+                }
             } else {
-                positions_at(conn, to)?
-                    .into_iter()
-                    .filter(|((_, loc), (_, a))| loc.holds_stock() && a.qty != 0)
-                    .map(|((lot, _), (item, a))| (lot, item, a))
-                    .collect()
-            };
-            // Stock on hand may sit in lots that did not move in the period.
-            let unmoved: Vec<Uuid> = on_hand
-                .iter()
-                .map(|(lot, _, _)| *lot)
-                .filter(|lot| !lot_donor.contains_key(lot))
-                .collect();
-            for (id, lot) in db::get_lots(conn, &unmoved)? {
-                lot_donor.insert(id, lot.donor_id);
+                let positions = positions_at(conn, to)?;
+                // Stock on hand may sit in lots that did not move in the period.
+                let unmoved: Vec<Uuid> = positions
+                    .iter()
+                    .filter(|((lot, loc), (_, a))| {
+                        loc.holds_stock() && a.qty != 0 && !lot_donor.contains_key(lot)
+                    })
+                    .map(|((lot, _), _)| *lot)
+                    .collect();
+                lot_donor.extend(db::donors_of_lots(conn, &unmoved)?);
+                for ((lot, loc), (item, a)) in positions {
+                    if loc.holds_stock() && a.qty != 0 {
+                        on_hand
+                            .entry((lot_donor[&lot], item))
+                            .or_default()
+                            .add(a, 1);
+                    }
+                }
             }
-            for (lot, item, a) in on_hand {
-                lines
-                    .entry((lot_donor[&lot], item))
-                    .or_default()
-                    .on_hand
-                    .add(a, 1);
+            for (key, a) in on_hand {
+                if a.qty != 0 {
+                    lines.entry(key).or_default().on_hand.add(a, 1);
+                }
             }
         }
     }
@@ -770,15 +819,19 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
         lines.keys().map(|(donor, _)| Location::donor(*donor)),
     )?;
     let (mut tot_decl, mut tot_est, mut tot_dist) = (0i64, 0i64, 0i64);
+    let mut name: Option<(Uuid, Cell)> = None;
     for ((donor, item), l) in lines {
-        let name = donor_name(ctx.donor(conn, donor)?);
-        let it = ctx.item(conn, item)?.clone();
+        // Rows come in donor order: one name cell for each donor's rows.
+        if name.as_ref().is_none_or(|(d, _)| *d != donor) {
+            name = Some((donor, donor_name(ctx.donor(conn, donor)?).into()));
+        }
         let outstanding = (l.pledged_open - l.received_against).max(0);
         tot_decl += l.declared_cents;
         tot_est += l.net.received.cents;
         tot_dist += l.net.distributed.cents;
-        let mut row: Vec<Cell> = vec![name.into()];
-        row.extend(item_cells(&it));
+        let mut row: Vec<Cell> = Vec::with_capacity(14);
+        row.push(name.as_ref().expect("set above").1.clone());
+        row.extend_from_slice(ctx.item_cells(conn, item)?);
         row.extend([
             Quantity::from_scaled(l.pledged).into(),
             l.net.received.quantity().into(),
@@ -1375,11 +1428,14 @@ fn disclosure(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>
     );
     let mut total_in = Amount::default();
     ctx.prefetch(conn, [], received.keys().map(|(_, item)| *item), [])?;
+    let mut name: Option<(String, Cell)> = None;
     for ((donor, item), a) in received {
-        let it = ctx.item(conn, item)?.clone();
         total_in.add(a, 1);
-        let mut row: Vec<Cell> = vec![donor.into()];
-        row.extend(item_cells(&it));
+        if name.as_ref().is_none_or(|(d, _)| *d != donor) {
+            name = Some((donor.clone(), donor.into()));
+        }
+        let mut row: Vec<Cell> = vec![name.as_ref().expect("set above").1.clone()];
+        row.extend_from_slice(ctx.item_cells(conn, item)?);
         row.extend([a.quantity().into(), a.money().into()]);
         t1.push(row);
     }

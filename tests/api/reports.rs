@@ -700,4 +700,34 @@ fn donor_statement_for_a_period_counts_lots_received_before_it() {
     let shelved = rows["曲阜市红十字会"];
     assert_eq!(shelved["on_hand"], "40", "{shelved}");
     assert_eq!(shelved["received"], "0", "{shelved}");
+
+    // A period that ended before the late receipt: its stock is rebuilt as it was then.
+    let ended_earlier = report(
+        &app,
+        "donor-statement",
+        &format!(
+            "from={}&to={}",
+            today() - chrono::Duration::days(10),
+            today() - chrono::Duration::days(5)
+        ),
+    );
+    let rows = rows_by(&ended_earlier, 0, "donor");
+    assert_eq!(rows["济宁爱心企业联合会"]["on_hand"], "100");
+    assert_eq!(rows["曲阜市红十字会"]["on_hand"], "40");
+    assert!(
+        !rows.contains_key("济宁市慈善总会"),
+        "nothing of the late donor's yet"
+    );
+    // No period: the whole history, and stock on hand now.
+    let all = report(&app, "donor-statement", "");
+    let rows = rows_by(&all, 0, "donor");
+    assert_eq!(
+        (
+            &rows["济宁市慈善总会"]["received"],
+            &rows["济宁市慈善总会"]["on_hand"]
+        ),
+        (&json!("50"), &json!("30"))
+    );
+    assert_eq!(rows["济宁爱心企业联合会"]["on_hand"], "0");
+    assert_eq!(rows["曲阜市红十字会"]["on_hand"], "40");
 }
