@@ -716,9 +716,10 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
                 Ok(())
             })?;
             // Stock on hand at the end of the period, by donor and item. An end at or after
-            // now (business time runs a few minutes ahead at most) is today's stock, summed
-            // in the database, less what is dated at or after it; an earlier end is rebuilt
-            // from the close before it. Neither holds every position with its lot.
+            // now (business time runs a few minutes ahead at most) is today's stock, read
+            // from the stock positions a page at a time, less what is dated at or after that
+            // end; an earlier end is rebuilt from the close before it. Neither holds every
+            // position with its lot.
             let mut on_hand: HashMap<(Uuid, Uuid), Amount> = HashMap::new();
             if to >= ctx.now {
                 // Summed by lot first: a lot is in a few places at most, and only lots that
