@@ -634,6 +634,88 @@ fn donor_name(d: &Donor) -> String {
     }
 }
 
+/// Stock on hand at `to`, by donor and item, for the statement of all donors; `lot_donor`
+/// holds the donors of the lots read so far and learns the rest. An end at or after `now`
+/// (business time runs a few minutes ahead at most) is today's stock, read from the stock
+/// positions a page at a time, less what is dated at or after that end when the period
+/// names one; an earlier end is rebuilt from the close before it. Neither holds every
+/// position with its lot.
+fn stock_by_donor_at(
+    conn: &mut DbConn,
+    now: DateTime<Utc>,
+    to: DateTime<Utc>,
+    period_ends: bool,
+    lot_donor: &mut HashMap<Uuid, Uuid>,
+) -> Result<HashMap<(Uuid, Uuid), Amount>> {
+    let mut on_hand: HashMap<(Uuid, Uuid), Amount> = HashMap::new();
+    if to < now {
+        let positions = positions_at(conn, to)?;
+        let held = |loc: &Location, a: &Amount| loc.holds_stock() && a.qty != 0;
+        learn_donors(
+            conn,
+            lot_donor,
+            positions
+                .iter()
+                .filter(|((_, loc), (_, a))| held(loc, a))
+                .map(|((lot, _), _)| *lot),
+        )?;
+        for ((lot, loc), (item, a)) in positions {
+            if held(&loc, &a) {
+                on_hand
+                    .entry((lot_donor[&lot], item))
+                    .or_default()
+                    .add(a, 1);
+            }
+        }
+        return Ok(on_hand);
+    }
+    // Summed by lot first: a lot is in a few places at most.
+    let mut by_lot: HashMap<Uuid, (Uuid, i64)> = HashMap::new();
+    db::each_stock_position(conn, |lot, item, q| {
+        by_lot.entry(lot).or_insert((item, 0)).1 += q.to_scaled();
+        Ok(())
+    })?;
+    learn_donors(conn, lot_donor, by_lot.keys().copied())?;
+    for (lot, (item, qty)) in by_lot {
+        let a = Amount { qty, cents: 0 };
+        on_hand
+            .entry((lot_donor[&lot], item))
+            .or_default()
+            .add(a, 1);
+    }
+    if period_ends {
+        let mut later = vec![];
+        db::each_movement_between(conn, Some(to), None, |m| {
+            later.push(m);
+            Ok(())
+        })?;
+        learn_donors(conn, lot_donor, later.iter().map(|m| m.lot_id))?;
+        for m in later {
+            for (loc, sign) in [(m.from, 1), (m.to, -1)] {
+                if loc.holds_stock() {
+                    on_hand
+                        .entry((lot_donor[&m.lot_id], m.item_id))
+                        .or_default()
+                        .add(Amount::of(&m), sign);
+                }
+            }
+        }
+    }
+    Ok(on_hand)
+}
+
+/// Reads the donors of those of `lots` that `lot_donor` does not know yet: the id and the
+/// donor of each, not the whole lot.
+fn learn_donors(
+    conn: &mut DbConn,
+    lot_donor: &mut HashMap<Uuid, Uuid>,
+    lots: impl Iterator<Item = Uuid>,
+) -> Result<()> {
+    let unknown: Vec<Uuid> = lots.filter(|lot| !lot_donor.contains_key(lot)).collect();
+    lot_donor.extend(db::donors_of_lots(conn, &unknown)?);
+    Ok(())
+}
+
 fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
     let to = p.to.map(end_of).unwrap_or(ctx.now);
     let from = p.from.map(start_of);
@@ -715,76 +797,7 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
                     .add(&m);
                 Ok(())
             })?;
-            // Stock on hand at the end of the period, by donor and item. An end at or after
-            // now (business time runs a few minutes ahead at most) is today's stock, read
-            // from the stock positions a page at a time, less what is dated at or after that
-            // end; an earlier end is rebuilt from the close before it. Neither holds every
-            // position with its lot.
-            let mut on_hand: HashMap<(Uuid, Uuid), Amount> = HashMap::new();
-            if to >= ctx.now {
-                // Summed by lot first: a lot is in a few places at most, and only lots that
-                // did not move in the period need their donor read.
-                let mut by_lot: HashMap<Uuid, (Uuid, i64)> = HashMap::new();
-                db::each_stock_position(conn, |lot, item, q| {
-                    by_lot.entry(lot).or_insert((item, 0)).1 += q.to_scaled();
-                    Ok(())
-                })?;
-                let unknown: Vec<Uuid> = by_lot
-                    .keys()
-                    .filter(|lot| !lot_donor.contains_key(lot))
-                    .copied()
-                    .collect();
-                lot_donor.extend(db::donors_of_lots(conn, &unknown)?);
-                for (lot, (item, qty)) in by_lot {
-                    let a = Amount { qty, cents: 0 };
-                    on_hand
-                        .entry((lot_donor[&lot], item))
-                        .or_default()
-                        .add(a, 1);
-                }
-                if p.to.is_some() {
-                    let mut later = vec![];
-                    db::each_movement_between(conn, Some(to), None, |m| {
-                        later.push(m);
-                        Ok(())
-                    })?;
-                    let unknown: Vec<Uuid> = later
-                        .iter()
-                        .map(|m| m.lot_id)
-                        .filter(|lot| !lot_donor.contains_key(lot))
-                        .collect();
-                    lot_donor.extend(db::donors_of_lots(conn, &unknown)?);
-                    for m in later {
-                        for (loc, sign) in [(m.from, 1), (m.to, -1)] {
-                            if loc.holds_stock() {
-                                on_hand
-                                    .entry((lot_donor[&m.lot_id], m.item_id))
-                                    .or_default()
-                                    .add(Amount::of(&m), sign);
-                            }
-                        }
-                    }
-                }
-            } else {
-                let positions = positions_at(conn, to)?;
-                // Stock on hand may sit in lots that did not move in the period.
-                let unmoved: Vec<Uuid> = positions
-                    .iter()
-                    .filter(|((lot, loc), (_, a))| {
-                        loc.holds_stock() && a.qty != 0 && !lot_donor.contains_key(lot)
-                    })
-                    .map(|((lot, _), _)| *lot)
-                    .collect();
-                lot_donor.extend(db::donors_of_lots(conn, &unmoved)?);
-                for ((lot, loc), (item, a)) in positions {
-                    if loc.holds_stock() && a.qty != 0 {
-                        on_hand
-                            .entry((lot_donor[&lot], item))
-                            .or_default()
-                            .add(a, 1);
-                    }
-                }
-            }
+            let on_hand = stock_by_donor_at(conn, ctx.now, to, p.to.is_some(), &mut lot_donor)?;
             for (key, a) in on_hand {
                 if a.qty != 0 {
                     lines.entry(key).or_default().on_hand.add(a, 1);
