@@ -338,6 +338,23 @@ fn item_cells(it: &Item) -> Vec<Cell> {
     ]
 }
 
+/// The cell for `key`, made once for each run of rows with the same key (the rows come
+/// sorted by it), so that a name repeated on those rows is held once.
+fn run_cell<K: PartialEq>(
+    last: &mut Option<(K, Cell)>,
+    key: K,
+    make: impl FnOnce(&K) -> Result<Cell>,
+) -> Result<Cell> {
+    match last {
+        Some((k, cell)) if *k == key => Ok(cell.clone()),
+        _ => {
+            let cell = make(&key)?;
+            *last = Some((key, cell.clone()));
+            Ok(cell)
+        }
+    }
+}
+
 const ITEM_COLS: [(&str, &str, K); 3] = [
     ("item_code", "Item", K::Text),
     ("item_name", "Name", K::Text),
@@ -835,16 +852,14 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
     let (mut tot_decl, mut tot_est, mut tot_dist) = (0i64, 0i64, 0i64);
     let mut name: Option<(Uuid, Cell)> = None;
     for ((donor, item), l) in lines {
-        // Rows come in donor order: one name cell for each donor's rows.
-        if name.as_ref().is_none_or(|(d, _)| *d != donor) {
-            name = Some((donor, donor_name(ctx.donor(conn, donor)?).into()));
-        }
         let outstanding = (l.pledged_open - l.received_against).max(0);
         tot_decl += l.declared_cents;
         tot_est += l.net.received.cents;
         tot_dist += l.net.distributed.cents;
         let mut row: Vec<Cell> = Vec::with_capacity(14);
-        row.push(name.as_ref().expect("set above").1.clone());
+        row.push(run_cell(&mut name, donor, |d| {
+            Ok(donor_name(ctx.donor(conn, *d)?).into())
+        })?);
         row.extend_from_slice(ctx.item_cells(conn, item)?);
         row.extend([
             Quantity::from_scaled(l.pledged).into(),
@@ -1445,10 +1460,7 @@ fn disclosure(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>
     let mut name: Option<(String, Cell)> = None;
     for ((donor, item), a) in received {
         total_in.add(a, 1);
-        if name.as_ref().is_none_or(|(d, _)| *d != donor) {
-            name = Some((donor.clone(), donor.into()));
-        }
-        let mut row: Vec<Cell> = vec![name.as_ref().expect("set above").1.clone()];
+        let mut row: Vec<Cell> = vec![run_cell(&mut name, donor, |d| Ok(d.as_str().into()))?];
         row.extend_from_slice(ctx.item_cells(conn, item)?);
         row.extend([a.quantity().into(), a.money().into()]);
         t1.push(row);
