@@ -106,6 +106,25 @@ fn peak_rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// CPU time so far of the server process (every thread, those that ended included) and of
+/// its writer thread, in ms: /proc's `utime + stime` in USER_HZ (100 a second on Linux) and
+/// the writer's `schedstat` in ns. `None` off Linux.
+fn cpu_ms(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let writer = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "writer")
+        })
+        .and_then(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())?;
+    Some((ticks * 10.0, writer / 1e6))
+}
+
 const CATEGORIES: [&str; 5] = ["mask", "disinfectant", "thermometer", "protective", "other"];
 const DONOR_KINDS: [&str; 5] = [
     "enterprise",
@@ -664,6 +683,8 @@ fn main() {
         .chain(others.iter().map(|(_, b)| b.as_str()))
         .collect();
     let mut rounds: Vec<Round> = vec![];
+    // Per round: the server's and its writer thread's CPU µs per acknowledged document.
+    let mut cpu_per_doc: Vec<(f64, f64)> = vec![];
     let mut around: Vec<Vec<f64>> = raw_commits
         .as_mut()
         .map(|r| vec![r.windows(3)])
@@ -673,7 +694,14 @@ fn main() {
             "writing for {} s with {} clients to {} node(s) (round {round} of {}) …",
             args.seconds, args.clients, args.nodes, args.rounds
         );
-        rounds.push(write_round(&agent, &bases, &admin, &world, &args, round));
+        let cpu_before = cpu_ms(child.id());
+        let r = write_round(&agent, &bases, &admin, &world, &args, round);
+        if let (Some((s0, w0)), Some((s1, w1))) = (cpu_before, cpu_ms(child.id())) {
+            // Only this node's documents: with several nodes each takes its share.
+            let docs = r.lat.iter().filter(|(s, _)| *s == 201).count() as f64 / args.nodes as f64;
+            cpu_per_doc.push(((s1 - s0) * 1e3 / docs, (w1 - w0) * 1e3 / docs));
+        }
+        rounds.push(r);
         if let Some(r) = raw_commits.as_mut() {
             around.push(r.windows(3));
         }
@@ -718,7 +746,7 @@ fn main() {
         (false, Some(t)) => round_rates.iter().map(|d| d / t).collect(),
         _ => vec![],
     };
-    results.insert("writes".into(), json!({"documents_per_s": docs_per_s, "rounds_documents_per_s": round_rates, "rounds_raw_sqlite_commits_per_s": round_raw, "rounds_ratio": round_ratios, "seconds_per_round": args.seconds, "p50_ms": w50, "p99_ms": w99, "acknowledged": ok.len(), "refused_409": refused, "errors": errors, "clients": args.clients, "nodes": args.nodes}));
+    results.insert("writes".into(), json!({"documents_per_s": docs_per_s, "rounds_documents_per_s": round_rates, "rounds_raw_sqlite_commits_per_s": round_raw, "rounds_ratio": round_ratios, "seconds_per_round": args.seconds, "p50_ms": w50, "p99_ms": w99, "acknowledged": ok.len(), "refused_409": refused, "errors": errors, "clients": args.clients, "nodes": args.nodes, "rounds_server_cpu_us_per_document": cpu_per_doc.iter().map(|c| c.0).collect::<Vec<_>>(), "rounds_writer_cpu_us_per_document": cpu_per_doc.iter().map(|c| c.1).collect::<Vec<_>>()}));
     results.insert("reports".into(), json!(report_rows));
     results.insert("hand_sql_p50_ms".into(), json!(baseline_sql));
     results.insert("raw_sqlite_commits_per_s".into(), json!(raw));
@@ -755,6 +783,16 @@ fn main() {
         _ => println!("| durable writes over HTTP, {who} (docs/s, median of {} rounds: {rates}) | {docs_per_s:.0} | – | – |", rounds.len()),
     }
     println!("| write latency p50 / p99 (ms) | {w50:.1} / {w99:.1} | | |");
+    if !cpu_per_doc.is_empty() {
+        let (server, writer): (Vec<f64>, Vec<f64>) = cpu_per_doc.iter().copied().unzip();
+        println!(
+            "| CPU per document, server / its writer thread (µs, median of the rounds: {} / {}) | {:.0} / {:.0} | | |",
+            list(&server, 0),
+            list(&writer, 0),
+            median(server.clone()),
+            median(writer.clone())
+        );
+    }
     for (name, _) in &reports {
         let r = &report_rows[*name];
         let base = baseline_sql.get(name);

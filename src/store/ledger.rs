@@ -7,7 +7,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::schema::{
-    audit_events, balances, document_lines, documents, idempotency_keys, lots, movements,
+    audit_events, balances, document_lines, documents, donors, idempotency_keys, lots, movements,
+    recipients, warehouses,
 };
 use super::{enum_str, parse_enum, parse_json, parse_ts, parse_uuid, to_json, ts, DbConn};
 use crate::domain::decimal::{Money, Quantity, UnitValue};
@@ -1674,6 +1675,32 @@ pub struct MoveFilter {
     pub limit: i64,
 }
 
+/// The conditions of the journal's partial indexes by place, as their migration wrote them:
+/// SQLite uses a partial index only for a query that repeats its condition.
+const PARTY_FROM: &str = "movements.from_kind IN ('recipient', 'transit')";
+const PARTY_TO: &str = "movements.to_kind IN ('recipient', 'transit')";
+
+/// What an id in the journal's place filter names, which decides how its movements are read.
+enum Place {
+    Warehouse,
+    Donor,
+    /// A recipient, or a document (its transit).
+    Party,
+}
+
+fn place_of(conn: &mut DbConn, id: &str) -> Result<Option<Place>> {
+    use diesel::dsl::{exists, select};
+    if select(exists(warehouses::table.find(id))).get_result(conn)? {
+        return Ok(Some(Place::Warehouse));
+    }
+    if select(exists(donors::table.find(id))).get_result(conn)? {
+        return Ok(Some(Place::Donor));
+    }
+    let party = select(exists(recipients::table.find(id))).get_result(conn)?
+        || select(exists(documents::table.find(id))).get_result(conn)?;
+    Ok(party.then_some(Place::Party))
+}
+
 pub fn list_movements(conn: &mut DbConn, f: &MoveFilter) -> Result<Vec<Movement>> {
     let mut q = movements::table.select(MoveRow::as_select()).into_boxed();
     if let Some(v) = f.item_id {
@@ -1683,11 +1710,32 @@ pub fn list_movements(conn: &mut DbConn, f: &MoveFilter) -> Result<Vec<Movement>
         q = q.filter(movements::lot_id.eq(v.to_string()));
     }
     if let Some(v) = f.location_id {
-        q = q.filter(
-            movements::from_id
-                .eq(v.to_string())
-                .or(movements::to_id.eq(v.to_string())),
-        );
+        let id = v.to_string();
+        let either_side = movements::from_id
+            .eq(id.clone())
+            .or(movements::to_id.eq(id.clone()));
+        q = match place_of(conn, &id)? {
+            // The partial indexes on each side (migration 000013), named by their condition.
+            Some(Place::Party) => q.filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>(PARTY_FROM)
+                    .and(movements::from_id.eq(id.clone()))
+                    .or(diesel::dsl::sql::<diesel::sql_types::Bool>(PARTY_TO)
+                        .and(movements::to_id.eq(id.clone()))),
+            ),
+            // Only a donor's own lots come from (or go back to) them.
+            Some(Place::Donor) => q.filter(
+                movements::lot_id
+                    .eq_any(
+                        lots::table
+                            .filter(lots::donor_id.eq(id.clone()))
+                            .select(lots::id),
+                    )
+                    .and(either_side),
+            ),
+            // A large share of the journal: read in its order, through the primary key.
+            Some(Place::Warehouse) => q.filter(either_side),
+            None => return Ok(vec![]),
+        };
     }
     if let Some(ws) = &f.warehouses {
         let ids: Vec<String> = ws.iter().map(Uuid::to_string).collect();
