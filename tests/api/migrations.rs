@@ -248,3 +248,32 @@ fn the_integrity_check_finds_a_tampered_position() {
         "{r}"
     );
 }
+
+/// A donor's goods are their lots: the journal by place reads a donor's movements through
+/// them. Rewriting whose gift a lot was, behind the service's back, must show.
+#[test]
+fn the_integrity_check_finds_a_lot_given_away_to_another_donor() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    receive(&app, &w, json!([{"item_id": w.alcohol, "quantity": "100"}]));
+    app.assert_ledger_ok();
+    let other = id(&app.donor("另一位捐赠人"));
+    let mut conn = store::connect(&app.db_url).unwrap();
+    execute(
+        &mut conn,
+        &format!(
+            "UPDATE lots SET donor_id = '{other}' WHERE donor_id = '{}'",
+            w.donor
+        ),
+    );
+    let r = app.get("/api/v1/ledger/integrity", &app.auditor).ok(200);
+    assert_eq!(r["ok"], false, "{r}");
+    let found = r["misattributed_movements"].to_string();
+    assert!(
+        found.contains(&format!(
+            "moves donor {}'s goods, its lot was given by {other}",
+            w.donor
+        )),
+        "{r}"
+    );
+}

@@ -408,11 +408,14 @@ pub struct IntegrityReport {
     pub unbalanced_items: Vec<String>,
     /// Warehouse or transit positions that the movements leave below zero.
     pub negative_stock: Vec<String>,
+    /// Movements from or to a donor of a lot that another donor gave (the first 100).
+    pub misattributed_movements: Vec<String>,
 }
 
 /// Recomputes every stock position from the movements and checks the ledger's invariants:
 /// stored positions equal movements, each item's stock is what came in less what went out,
-/// and no warehouse or transit location holds less than nothing.
+/// no warehouse or transit location holds less than nothing, and goods move from (or back
+/// to) only the donor who gave their lot.
 pub fn integrity(dbh: &Db, actor: &Principal) -> Result<IntegrityReport> {
     actor.require(Action::CheckLedger)?;
     integrity_of(dbh)
@@ -445,6 +448,7 @@ pub fn integrity_of(dbh: &Db) -> Result<IntegrityReport> {
             mismatched_balances: vec![],
             unbalanced_items: vec![],
             negative_stock: vec![],
+            misattributed_movements: vec![],
         };
         let mut seen = std::collections::HashSet::new();
         let mut per_item: BTreeMap<Uuid, i64> = BTreeMap::new();
@@ -499,9 +503,15 @@ pub fn integrity_of(dbh: &Db) -> Result<IntegrityReport> {
                 ));
             }
         }
+        for (seq, moved, lot_donor) in db::donor_movements_off_their_lots(conn, 100)? {
+            report.misattributed_movements.push(format!(
+                "movement {seq}: moves donor {moved}'s goods, its lot was given by {lot_donor}"
+            ));
+        }
         report.ok = report.mismatched_balances.is_empty()
             && report.unbalanced_items.is_empty()
-            && report.negative_stock.is_empty();
+            && report.negative_stock.is_empty()
+            && report.misattributed_movements.is_empty();
         Ok(report)
     })
 }
