@@ -1973,43 +1973,6 @@ pub fn donors_of_lots(conn: &mut DbConn, ids: &[Uuid]) -> Result<HashMap<Uuid, U
     Ok(out)
 }
 
-/// Movements from or to a donor whose lot is not that donor's (at most `limit`, in journal
-/// order), for the integrity check: as (sequence, the donor moved from or to, the lot's
-/// donor). A donor's goods are their lots, and the journal by place reads a donor's
-/// movements through those lots (`list_movements`).
-pub fn donor_movements_off_their_lots(
-    conn: &mut DbConn,
-    limit: i64,
-) -> Result<Vec<(i64, Uuid, Uuid)>> {
-    let donor = LocationKind::Donor.as_str();
-    let rows: Vec<(i64, String, String, String, String)> = movements::table
-        .inner_join(lots::table)
-        .filter(
-            movements::from_kind
-                .eq(donor)
-                .and(movements::from_id.ne(lots::donor_id))
-                .or(movements::to_kind
-                    .eq(donor)
-                    .and(movements::to_id.ne(lots::donor_id))),
-        )
-        .select((
-            movements::seq,
-            movements::from_kind,
-            movements::from_id,
-            movements::to_id,
-            lots::donor_id,
-        ))
-        .order(movements::seq.asc())
-        .limit(limit)
-        .load(conn)?;
-    rows.into_iter()
-        .map(|(seq, from_kind, from_id, to_id, lot_donor)| {
-            let moved = if from_kind == donor { from_id } else { to_id };
-            Ok((seq, parse_uuid(&moved)?, parse_uuid(&lot_donor)?))
-        })
-        .collect()
-}
-
 /// Every balance row, for the integrity check.
 pub fn all_balances(conn: &mut DbConn) -> Result<Vec<(Uuid, Uuid, Location, Quantity)>> {
     let rows: Vec<BalanceCols> = balances::table.select(BALANCE_COLS).load(conn)?;
