@@ -110,10 +110,7 @@ fn peak_rss_mb(pid: u32) -> f64 {
 /// its writer thread, in ms: /proc's `utime + stime` in USER_HZ (100 a second on Linux) and
 /// the writer's `schedstat` in ns. `None` off Linux.
 fn cpu_ms(pid: u32) -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = after_comm.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let process = process_cpu_ms(pid)?;
     let writer = std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .flatten()
@@ -122,7 +119,31 @@ fn cpu_ms(pid: u32) -> Option<(f64, f64)> {
         })
         .and_then(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())?;
-    Some((ticks * 10.0, writer / 1e6))
+    Some((process, writer / 1e6))
+}
+
+/// A process's CPU time (user and system, all its threads) so far, in ms.
+fn process_cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 10.0)
+}
+
+/// The machine's CPU time so far, all cores, as (busy, all) in USER_HZ ticks: the first
+/// line of /proc/stat, idle and iowait counting as not busy.
+fn machine_ticks() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let all: f64 = f.iter().take(8).sum();
+    Some((all - f.get(3)? - f.get(4)?, all))
 }
 
 const CATEGORIES: [&str; 5] = ["mask", "disinfectant", "thermometer", "protective", "other"];
@@ -685,6 +706,10 @@ fn main() {
     let mut rounds: Vec<Round> = vec![];
     // Per round: the server's and its writer thread's CPU µs per acknowledged document.
     let mut cpu_per_doc: Vec<(f64, f64)> = vec![];
+    // Per round: the benchmark's own clients' CPU µs per acknowledged document, and the
+    // share of the machine's cores that were busy (the clients run on the same machine).
+    let mut clients_cpu_per_doc: Vec<f64> = vec![];
+    let mut machine_busy: Vec<f64> = vec![];
     let mut around: Vec<Vec<f64>> = raw_commits
         .as_mut()
         .map(|r| vec![r.windows(3)])
@@ -695,11 +720,20 @@ fn main() {
             args.seconds, args.clients, args.nodes, args.rounds
         );
         let cpu_before = cpu_ms(child.id());
-        let r = write_round(&agent, &bases, &admin, &world, &args, round);
+        let (clients_before, machine_before) =
+            (process_cpu_ms(std::process::id()), machine_ticks());
+        let r = write_round(&agent, &bases, &admin, &world, &args, round, false);
+        let acknowledged = r.lat.iter().filter(|(s, _)| *s == 201).count() as f64;
         if let (Some((s0, w0)), Some((s1, w1))) = (cpu_before, cpu_ms(child.id())) {
             // Only this node's documents: with several nodes each takes its share.
-            let docs = r.lat.iter().filter(|(s, _)| *s == 201).count() as f64 / args.nodes as f64;
+            let docs = acknowledged / args.nodes as f64;
             cpu_per_doc.push(((s1 - s0) * 1e3 / docs, (w1 - w0) * 1e3 / docs));
+        }
+        if let (Some(c0), Some(c1)) = (clients_before, process_cpu_ms(std::process::id())) {
+            clients_cpu_per_doc.push((c1 - c0) * 1e3 / acknowledged);
+        }
+        if let (Some((b0, a0)), Some((b1, a1))) = (machine_before, machine_ticks()) {
+            machine_busy.push((b1 - b0) / (a1 - a0));
         }
         rounds.push(r);
         if let Some(r) = raw_commits.as_mut() {
@@ -721,6 +755,22 @@ fn main() {
         .map(|i| median([around[i].clone(), around[i + 1].clone()].concat()))
         .collect();
     let (w50, w99) = summary(ok.clone());
+
+    // What a write costs before it reaches the writer, as a ceiling on this machine: the same
+    // clients posting the same documents with one field the API does not know, so that each
+    // is authenticated (the token looked up: one read) and then refused at parsing (422, the
+    // field named), and nothing is written.
+    eprintln!(
+        "posting documents refused at parsing for {} s with {} clients …",
+        args.seconds, args.clients
+    );
+    let probe = write_round(&agent, &bases, &admin, &world, &args, 1, true);
+    let refused_at_parsing = probe.lat.iter().filter(|(s, _)| *s == 422).count();
+    assert!(
+        refused_at_parsing * 100 >= probe.lat.len() * 99,
+        "the ceiling round's requests were not refused at parsing"
+    );
+    let http_alone = refused_at_parsing as f64 / probe.seconds;
 
     let rss = peak_rss_mb(child.id());
     for c in std::iter::once(&mut child).chain(others.iter_mut().map(|(c, _)| c)) {
@@ -746,7 +796,7 @@ fn main() {
         (false, Some(t)) => round_rates.iter().map(|d| d / t).collect(),
         _ => vec![],
     };
-    results.insert("writes".into(), json!({"documents_per_s": docs_per_s, "rounds_documents_per_s": round_rates, "rounds_raw_sqlite_commits_per_s": round_raw, "rounds_ratio": round_ratios, "seconds_per_round": args.seconds, "p50_ms": w50, "p99_ms": w99, "acknowledged": ok.len(), "refused_409": refused, "errors": errors, "clients": args.clients, "nodes": args.nodes, "rounds_server_cpu_us_per_document": cpu_per_doc.iter().map(|c| c.0).collect::<Vec<_>>(), "rounds_writer_cpu_us_per_document": cpu_per_doc.iter().map(|c| c.1).collect::<Vec<_>>()}));
+    results.insert("writes".into(), json!({"documents_per_s": docs_per_s, "rounds_documents_per_s": round_rates, "rounds_raw_sqlite_commits_per_s": round_raw, "rounds_ratio": round_ratios, "seconds_per_round": args.seconds, "p50_ms": w50, "p99_ms": w99, "acknowledged": ok.len(), "refused_409": refused, "errors": errors, "clients": args.clients, "nodes": args.nodes, "rounds_server_cpu_us_per_document": cpu_per_doc.iter().map(|c| c.0).collect::<Vec<_>>(), "rounds_writer_cpu_us_per_document": cpu_per_doc.iter().map(|c| c.1).collect::<Vec<_>>(), "rounds_clients_cpu_us_per_document": clients_cpu_per_doc, "rounds_machine_busy_share": machine_busy, "http_alone_requests_per_s": http_alone}));
     results.insert("reports".into(), json!(report_rows));
     results.insert("hand_sql_p50_ms".into(), json!(baseline_sql));
     results.insert("raw_sqlite_commits_per_s".into(), json!(raw));
@@ -792,6 +842,25 @@ fn main() {
             median(server.clone()),
             median(writer.clone())
         );
+    }
+    if !clients_cpu_per_doc.is_empty() {
+        println!(
+            "| CPU per document, the benchmark's clients (µs, median of the rounds: {}) | {:.0} | | |",
+            list(&clients_cpu_per_doc, 0),
+            median(clients_cpu_per_doc.clone())
+        );
+    }
+    if !machine_busy.is_empty() {
+        let busy: Vec<f64> = machine_busy.iter().map(|b| b * 100.0).collect();
+        println!(
+            "| the machine's cores busy during the write rounds (%, median of the rounds: {}) | {:.0} | | |",
+            list(&busy, 0),
+            median(busy.clone())
+        );
+    }
+    match raw {
+        Some(r) => println!("| HTTP and authentication alone: the same clients and documents, refused at parsing (requests/s) | {http_alone:.0} | raw SQLite commit {r:.0}/s (median) | {:.2}× |", http_alone / r),
+        None => println!("| HTTP and authentication alone: the same clients and documents, refused at parsing (requests/s) | {http_alone:.0} | | |"),
     }
     for (name, _) in &reports {
         let r = &report_rows[*name];
@@ -850,6 +919,7 @@ fn write_round(
     world: &World,
     args: &Args,
     round: u64,
+    refused: bool,
 ) -> Round {
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
@@ -868,6 +938,10 @@ fn write_round(
                         } else {
                             ("shipments", json!({"warehouse_id": wh, "recipient_id": world.recipients[rng.below(world.recipients.len() as u64) as usize], "dispatch": true, "lines": lines}))
                         };
+                        let mut body = body;
+                        if refused {
+                            body["not_a_field"] = json!(true);
+                        }
                         out.push(http(agent, "POST", &format!("{base}/api/v1/{path}"), admin, Some(&body)));
                     }
                     out
