@@ -480,7 +480,22 @@ fn move_on_shelf(
     let Some(shelf) = shelves.get_mut(&(warehouse, item)) else {
         return;
     };
-    let keep = match shelf.rows.iter().position(|(l, _, _)| l.id == lot) {
+    // The rows are in FEFO order, each lot's key its own: a lot whose key is known is
+    // looked for where that key sorts, not by a scan of the whole shelf (a receipt's new
+    // lot is on no shelf, and shelves grow with the stock: 1.7-4.8 % of the SQLite
+    // writer's samples went to that scan, perf at 20k and 1M).
+    let found = match &new {
+        Some((_, key)) => {
+            let at = shelf.rows.partition_point(|(_, _, k)| k < key);
+            shelf
+                .rows
+                .get(at)
+                .filter(|(l, _, _)| l.id == lot)
+                .map(|_| at)
+        }
+        None => shelf.rows.iter().position(|(l, _, _)| l.id == lot),
+    };
+    let keep = match found {
         Some(i) => {
             let q = shelf.rows[i].1 + quantity;
             if q == 0 {
@@ -513,4 +528,73 @@ pub(super) fn lots_changing() {
         s.shelves.clear();
         s.shelves_changed = true;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ledger::lot::sample;
+
+    fn shelf_of(keys: &[(&str, Uuid, i64)], item: Uuid, complete: bool) -> Shelf {
+        Shelf {
+            rows: keys
+                .iter()
+                .map(|(k, id, q)| (sample(*id, item, None), *q, k.to_string()))
+                .collect(),
+            upto: keys
+                .last()
+                .map(|(k, _, _)| k.to_string())
+                .unwrap_or_default(),
+            complete,
+        }
+    }
+
+    fn quantities(s: &HashMap<(Uuid, Uuid), Shelf>, at: (Uuid, Uuid)) -> Vec<(String, i64)> {
+        s[&at]
+            .rows
+            .iter()
+            .map(|(_, q, k)| (k.clone(), *q))
+            .collect()
+    }
+
+    #[test]
+    fn a_lot_is_found_by_its_key_or_put_in_its_fefo_place_once() {
+        let (wh, item) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut shelves = HashMap::new();
+        shelves.insert(
+            (wh, item),
+            shelf_of(&[("1a", a, 5), ("1c", c, 7)], item, true),
+        );
+        let lot_b = sample(b, item, None);
+
+        // New to the shelf: in its place between the two, once.
+        move_on_shelf(&mut shelves, wh, item, b, 3, Some((&lot_b, "1b".into())));
+        let three = vec![("1a".into(), 5), ("1b".into(), 3), ("1c".into(), 7)];
+        assert_eq!(quantities(&shelves, (wh, item)), three);
+        // The same lot coming in again (another writer's transfer in): added to, not doubled.
+        move_on_shelf(&mut shelves, wh, item, b, 2, Some((&lot_b, "1b".into())));
+        let more = vec![("1a".into(), 5), ("1b".into(), 5), ("1c".into(), 7)];
+        assert_eq!(quantities(&shelves, (wh, item)), more);
+        // A take, by id alone: the position goes when it is emptied.
+        move_on_shelf(&mut shelves, wh, item, c, -7, None);
+        assert_eq!(
+            quantities(&shelves, (wh, item)),
+            vec![("1a".into(), 5), ("1b".into(), 5)]
+        );
+        // A take the shelf cannot account for: the shelf is forgotten, to be read again.
+        move_on_shelf(&mut shelves, wh, item, a, -6, None);
+        assert!(!shelves.contains_key(&(wh, item)));
+    }
+
+    #[test]
+    fn a_new_lot_past_what_an_incomplete_shelf_knows_is_left_off_it() {
+        let (wh, item) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut shelves = HashMap::new();
+        shelves.insert((wh, item), shelf_of(&[("1a", a, 5)], item, false));
+        let lot_b = sample(b, item, None);
+        move_on_shelf(&mut shelves, wh, item, b, 3, Some((&lot_b, "1b".into())));
+        assert_eq!(quantities(&shelves, (wh, item)), vec![("1a".into(), 5)]);
+    }
 }
