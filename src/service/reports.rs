@@ -450,24 +450,28 @@ fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Tab
     )?;
     let mut totals: BTreeMap<String, (Uuid, Quantity, Money)> = BTreeMap::new();
     let mut grand = Money::ZERO;
+    // Rows share their place's and item's cells; the rows of one place come together.
+    let mut place: Option<(Location, Cell)> = None;
     for ((lot, loc), item, a) in keys {
         let q = a.quantity();
         let (uv, value, _) = values.price(item, q);
-        let place = ctx.place(conn, loc)?;
-        let l = ctx.lot(conn, lot)?.clone();
-        let it = ctx.item(conn, item)?.clone();
-        let mut row: Vec<Cell> = vec![place.into()];
-        row.extend(item_cells(&it));
+        let mut row: Vec<Cell> = Vec::with_capacity(t.columns.len());
+        row.push(run_cell(&mut place, loc, |l| {
+            Ok(ctx.place(conn, *l)?.into())
+        })?);
+        row.extend_from_slice(ctx.item_cells(conn, item)?);
+        let l = ctx.lot(conn, lot)?;
         row.extend([
-            l.lot_number.into(),
+            l.lot_number.as_deref().into(),
             l.expiry_date.into(),
             q.into(),
             uv.to_string().into(),
             value.into(),
         ]);
         t.push(row);
+        let code = &ctx.item(conn, item)?.code;
         let e = totals
-            .entry(it.code.clone())
+            .entry(code.clone())
             .or_insert((item, Quantity::ZERO, Money::ZERO));
         e.1 = e.1.checked_add(q).expect("bounded");
         e.2 = e.2.checked_add(value).expect("bounded");
