@@ -46,14 +46,21 @@ pub enum Cell {
 impl Cell {
     /// The cell as text: exact decimals, ISO dates.
     pub fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The one place a cell's text is made: CSV, XLSX and JSON all write it.
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Cell::Empty => String::new(),
-            Cell::Text(s) => s.to_string(),
-            Cell::Qty(q) => q.to_string(),
-            Cell::Money(m) => format!("{:.2}", m.value()),
-            Cell::Date(d) => d.to_string(),
-            Cell::Time(t) => crate::domain::audit::timestamp(*t),
-            Cell::Int(i) => i.to_string(),
+            Cell::Empty => Ok(()),
+            Cell::Text(s) => f.write_str(s),
+            Cell::Qty(q) => q.fmt(f),
+            Cell::Money(m) => write!(f, "{:.2}", m.value()),
+            Cell::Date(d) => d.fmt(f),
+            Cell::Time(t) => f.write_str(&crate::domain::audit::timestamp(*t)),
+            Cell::Int(i) => i.fmt(f),
         }
     }
 }
@@ -66,11 +73,8 @@ impl Serialize for Cell {
         match self {
             Cell::Empty => s.serialize_none(),
             Cell::Text(t) => s.serialize_str(t),
-            Cell::Qty(q) => s.collect_str(q),
-            Cell::Money(m) => s.collect_str(&format_args!("{:.2}", m.value())),
-            Cell::Date(d) => s.collect_str(d),
-            Cell::Time(t) => s.serialize_str(&crate::domain::audit::timestamp(*t)),
             Cell::Int(i) => s.serialize_i64(*i),
+            other => s.collect_str(other),
         }
     }
 }
