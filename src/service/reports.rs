@@ -18,7 +18,7 @@ use crate::domain::report::{
     flow, stock_sign, Amount, AuditHead, Cell, ColumnKind as K, Flow, Report, RollForward, Table,
 };
 use crate::error::{Error, Result};
-use crate::service::ledger::reads::{item_positions_at, positions_at};
+use crate::service::ledger::reads::{item_positions_at, positions_at, Positions};
 use crate::store::{self, ledger as db, master, Db, DbConn};
 
 /// What a report is asked for. Dates are business days, `to` inclusive.
@@ -378,25 +378,23 @@ fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Tab
         ctx.now
     };
     // Now: the balances table, kept with the movements (cost: what is on hand). A past
-    // date: the latest close plus the movements since.
-    let pos: HashMap<(Uuid, Location), (Uuid, Amount)> = match p.as_of {
+    // date: the latest close plus the movements since. With each lot in stock, its number
+    // and expiry.
+    type Shown = (Option<String>, Option<NaiveDate>);
+    let (pos, shown): (Positions, HashMap<Uuid, Shown>) = match p.as_of {
         None => {
             let rows = db::stock(conn, &db::StockFilter::default())?;
             let mut pos = HashMap::with_capacity(rows.len());
+            let mut shown = HashMap::with_capacity(rows.len());
             for b in rows {
+                let qty = b.quantity.to_scaled();
                 pos.insert(
-                    (b.lot.id, b.location),
-                    (
-                        b.lot.item_id,
-                        Amount {
-                            qty: b.quantity.to_scaled(),
-                            cents: 0,
-                        },
-                    ),
+                    (b.lot_id, b.location),
+                    (b.item_id, Amount { qty, cents: 0 }),
                 );
-                ctx.lots.insert(b.lot.id, b.lot);
+                shown.insert(b.lot_id, (b.lot_number, b.expiry_date));
             }
-            pos
+            (pos, shown)
         }
         Some(_) => {
             let pos = positions_at(conn, at)?;
@@ -405,8 +403,11 @@ fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Tab
                 .filter(|((_, l), (_, a))| l.holds_stock() && a.qty != 0)
                 .map(|((lot, _), _)| *lot)
                 .collect();
-            ctx.lots.extend(db::get_lots(conn, &ids)?);
-            pos
+            let shown = db::get_lots(conn, &ids)?
+                .into_iter()
+                .map(|(id, l)| (id, (l.lot_number, l.expiry_date)))
+                .collect();
+            (pos, shown)
         }
     };
     let mut keys: Vec<_> = pos
@@ -460,10 +461,10 @@ fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Tab
             Ok(ctx.place(conn, *l)?.into())
         })?);
         row.extend_from_slice(ctx.item_cells(conn, item)?);
-        let l = ctx.lot(conn, lot)?;
+        let (number, expiry) = &shown[&lot];
         row.extend([
-            l.lot_number.as_deref().into(),
-            l.expiry_date.into(),
+            number.as_deref().into(),
+            (*expiry).into(),
             q.into(),
             uv.to_string().into(),
             value.into(),
@@ -1361,27 +1362,27 @@ fn expiry(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
             ..Default::default()
         },
     )?;
-    rows.retain(|b| b.lot.expiry_date.is_some_and(|e| e <= horizon));
-    rows.sort_by_key(|b| (b.lot.expiry_date, b.location.id));
+    rows.retain(|b| b.expiry_date.is_some_and(|e| e <= horizon));
+    rows.sort_by_key(|b| (b.expiry_date, b.location.id));
     ctx.prefetch(
         conn,
         [],
-        rows.iter().map(|b| b.lot.item_id),
+        rows.iter().map(|b| b.item_id),
         rows.iter().map(|b| b.location),
     )?;
     for b in rows {
-        let exp = b.lot.expiry_date.expect("filtered");
+        let exp = b.expiry_date.expect("filtered");
         let place = ctx.place(conn, b.location)?;
-        let it = ctx.item(conn, b.lot.item_id)?.clone();
+        let it = ctx.item(conn, b.item_id)?.clone();
         let days = (exp - today).num_days();
         let mut row: Vec<Cell> = vec![place.into()];
         row.extend(item_cells(&it));
         row.extend([
-            b.lot.lot_number.into(),
+            b.lot_number.into(),
             exp.into(),
             Cell::Int(days),
             (if exp < today { "expired" } else { "expiring" }).into(),
-            (if b.lot.on_hold { "yes" } else { "" }).into(),
+            (if b.on_hold { "yes" } else { "" }).into(),
             b.quantity.into(),
         ]);
         t.push(row);

@@ -1818,12 +1818,32 @@ pub fn each_movement_between(
     }
 }
 
-/// One row of the balances table.
+/// One stock position, with what is shown of its lot.
 #[derive(Debug, Clone)]
 pub struct BalanceRow {
-    pub lot: Lot,
+    pub lot_id: Uuid,
+    pub item_id: Uuid,
+    pub lot_number: Option<String>,
+    pub expiry_date: Option<NaiveDate>,
+    pub donor_id: Uuid,
+    pub on_hold: bool,
     pub location: Location,
     pub quantity: Quantity,
+}
+
+impl BalanceRow {
+    pub fn of(lot: &Lot, location: Location, quantity: Quantity) -> Self {
+        BalanceRow {
+            lot_id: lot.id,
+            item_id: lot.item_id,
+            lot_number: lot.lot_number.clone(),
+            expiry_date: lot.expiry_date,
+            donor_id: lot.donor_id,
+            on_hold: lot.on_hold,
+            location,
+            quantity,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -1833,18 +1853,108 @@ pub struct StockFilter {
     pub lot_id: Option<Uuid>,
 }
 
-/// Current stock on hand (warehouse and transit balances above zero).
+/// The filters of a `StockFilter` on a boxed query over `balances`, alone or joined.
+macro_rules! filter_stock {
+    ($q:expr, $f:expr) => {{
+        let (mut q, f): (_, &StockFilter) = ($q, $f);
+        if let Some(ws) = &f.warehouses {
+            q = q
+                .filter(balances::location_kind.eq(LocationKind::Warehouse.as_str()))
+                .filter(
+                    balances::location_id
+                        .eq_any(ws.iter().map(Uuid::to_string).collect::<Vec<_>>()),
+                );
+        }
+        if let Some(i) = f.item_id {
+            q = q.filter(balances::item_id.eq(i.to_string()));
+        }
+        if let Some(l) = f.lot_id {
+            q = q.filter(balances::lot_id.eq(l.to_string()));
+        }
+        q
+    }};
+}
+
+/// Current stock on hand (warehouse and transit balances above zero), ordered by place
+/// (warehouses first), item and lot.
 ///
-/// The positions are read first and their lots after, by primary key, rather than in one
-/// join: on PostgreSQL the planner would hash the whole `lots` table for the join (every lot
-/// ever received) once `balances` is small and compact, 41 ms against 14 ms for the
-/// positions' own lots on the benchmark's 1M ledger (docs/performance.md, "Query plans").
+/// Every row of `balances` is stock (migration 000011), so with no filter the positions are
+/// the whole table, read in key order and sorted here: a filter on the kind, or an `ORDER
+/// BY` of the answer's, made SQLite walk `balances_in_stock` and look each row up by key
+/// (docs/performance.md, "Query plans").
+///
+/// On SQLite each position's lot comes in the same statement, looked up by key as the
+/// table is scanned. On PostgreSQL the positions are read first and their lots after, by
+/// key: in a join its planner would hash the whole `lots` table (every lot ever received)
+/// once `balances` is small and compact, 41 ms against 14 ms for the positions' own lots on
+/// the benchmark's 1M ledger.
 pub fn stock(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
-    let mut q = balances::table
-        .filter(balances::location_kind.eq_any([
-            LocationKind::Warehouse.as_str(),
-            LocationKind::Transit.as_str(),
-        ]))
+    super::batch::settle(conn)?;
+    let mut out = match conn {
+        DbConn::Sqlite(_) => {
+            let q = balances::table
+                .inner_join(lots::table)
+                .select((
+                    balances::location_kind,
+                    balances::location_id,
+                    balances::quantity_milli,
+                    lots::id,
+                    lots::item_id,
+                    lots::lot_number,
+                    lots::expiry_date,
+                    lots::donor_id,
+                    lots::on_hold,
+                ))
+                // The key's order: SQLite then scans the table rather than the index.
+                .order((
+                    balances::lot_id,
+                    balances::location_kind,
+                    balances::location_id,
+                ))
+                .into_boxed();
+            type Row = (
+                String,
+                String,
+                i64,
+                String,
+                String,
+                Option<String>,
+                Option<String>,
+                String,
+                bool,
+            );
+            let rows: Vec<Row> = filter_stock!(q, f).load(conn)?;
+            rows.into_iter()
+                .map(|(k, id, qm, lot, item, number, expiry, donor, on_hold)| {
+                    Ok(BalanceRow {
+                        lot_id: parse_uuid(&lot)?,
+                        item_id: parse_uuid(&item)?,
+                        lot_number: number,
+                        expiry_date: opt_date(expiry.as_deref())?,
+                        donor_id: parse_uuid(&donor)?,
+                        on_hold,
+                        location: location(&k, &id)?,
+                        quantity: Quantity::from_scaled(qm),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
+        DbConn::Postgres(_) => stock_then_lots(conn, f)?,
+    };
+    out.sort_unstable_by_key(|b| {
+        (
+            b.location.kind != LocationKind::Warehouse,
+            b.location.id,
+            b.item_id,
+            b.lot_id,
+        )
+    });
+    Ok(out)
+}
+
+/// `stock`'s positions, then their lots by key.
+fn stock_then_lots(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
+    let q = balances::table
         .select((
             balances::lot_id,
             balances::location_kind,
@@ -1852,27 +1962,7 @@ pub fn stock(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
             balances::quantity_milli,
         ))
         .into_boxed();
-    if let Some(ws) = &f.warehouses {
-        q = q
-            .filter(balances::location_kind.eq(LocationKind::Warehouse.as_str()))
-            .filter(
-                balances::location_id.eq_any(ws.iter().map(Uuid::to_string).collect::<Vec<_>>()),
-            );
-    }
-    if let Some(i) = f.item_id {
-        q = q.filter(balances::item_id.eq(i.to_string()));
-    }
-    if let Some(l) = f.lot_id {
-        q = q.filter(balances::lot_id.eq(l.to_string()));
-    }
-    let rows: Vec<(String, String, String, i64)> = q
-        .order((
-            balances::location_kind.desc(),
-            balances::location_id.asc(),
-            balances::item_id.asc(),
-            balances::lot_id.asc(),
-        ))
-        .load(conn)?;
+    let rows: Vec<(String, String, String, i64)> = filter_stock!(q, f).load(conn)?;
     let positions = rows
         .into_iter()
         .map(|(lot, k, id, qm)| Ok((parse_uuid(&lot)?, location(&k, &id)?, qm)))
@@ -1885,14 +1975,10 @@ pub fn stock(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
         .into_iter()
         .map(|(lot, location, qm)| {
             // A position's lot is a foreign key: one missing means a broken store.
-            let lot = lots.get(&lot).cloned().ok_or_else(|| {
+            let lot = lots.get(&lot).ok_or_else(|| {
                 Error::Internal(format!("a stock position of an unknown lot {lot}"))
             })?;
-            Ok(BalanceRow {
-                lot,
-                location,
-                quantity: Quantity::from_scaled(qm),
-            })
+            Ok(BalanceRow::of(lot, location, Quantity::from_scaled(qm)))
         })
         .collect()
 }

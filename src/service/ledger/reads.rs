@@ -150,29 +150,27 @@ pub fn stock(
     // One state of the database for the positions, their lots and the values: they are
     // read by separate statements (`db::stock`).
     dbh.snapshot(|conn| {
-        let balances: Vec<(Lot, Location, Quantity)> = match as_of {
-            None => db::stock(conn, &f)?
-                .into_iter()
-                .map(|b| (b.lot, b.location, b.quantity))
-                .collect(),
+        let balances = match as_of {
+            None => db::stock(conn, &f)?,
             Some(t) => stock_as_of(conn, &f, t)?,
         };
-        let items: Vec<Uuid> = balances.iter().map(|(l, ..)| l.item_id).collect();
+        let items: Vec<Uuid> = balances.iter().map(|b| b.item_id).collect();
         let values = db::values_on(conn, &items, at.date_naive())?;
         let mut item_info: HashMap<Uuid, (String, String)> = HashMap::new();
         let mut rows = vec![];
         let mut totals: BTreeMap<Uuid, (Quantity, Money)> = BTreeMap::new();
         let mut total_value = Money::ZERO;
-        for (lot, location, quantity) in balances {
-            if let std::collections::hash_map::Entry::Vacant(slot) = item_info.entry(lot.item_id) {
-                let it = master::get_item(conn, lot.item_id)?
-                    .ok_or_else(|| Error::not_found("item", lot.item_id))?;
+        for b in balances {
+            let quantity = b.quantity;
+            if let std::collections::hash_map::Entry::Vacant(slot) = item_info.entry(b.item_id) {
+                let it = master::get_item(conn, b.item_id)?
+                    .ok_or_else(|| Error::not_found("item", b.item_id))?;
                 slot.insert((it.code, it.base_unit));
             }
-            let (code, unit) = item_info[&lot.item_id].clone();
-            let (unit_value, value, _) = values.price(lot.item_id, quantity);
+            let (code, unit) = item_info[&b.item_id].clone();
+            let (unit_value, value, _) = values.price(b.item_id, quantity);
             let t = totals
-                .entry(lot.item_id)
+                .entry(b.item_id)
                 .or_insert((Quantity::ZERO, Money::ZERO));
             t.0 = t.0.checked_add(quantity).expect("bounded");
             t.1 =
@@ -182,14 +180,14 @@ pub fn stock(
                 .checked_add(value)
                 .ok_or_else(|| Error::Internal("value overflow".into()))?;
             rows.push(StockRow {
-                location,
-                item_id: lot.item_id,
+                location: b.location,
+                item_id: b.item_id,
                 item_code: code,
-                lot_id: lot.id,
-                lot_number: lot.lot_number,
-                expiry_date: lot.expiry_date,
-                on_hold: lot.on_hold,
-                donor_id: lot.donor_id,
+                lot_id: b.lot_id,
+                lot_number: b.lot_number,
+                expiry_date: b.expiry_date,
+                on_hold: b.on_hold,
+                donor_id: b.donor_id,
                 quantity,
                 unit,
                 unit_value,
@@ -222,7 +220,7 @@ fn stock_as_of(
     conn: &mut DbConn,
     f: &StockFilter,
     t: DateTime<Utc>,
-) -> Result<Vec<(Lot, Location, Quantity)>> {
+) -> Result<Vec<db::BalanceRow>> {
     // Times are stored to the microsecond, so "up to and including t" is "before t + 1 µs".
     let positions = positions_at(conn, t + chrono::Duration::microseconds(1))?;
     let held: Vec<((Uuid, Location), Quantity)> = positions
@@ -242,9 +240,10 @@ fn stock_as_of(
     let lots = db::get_lots(conn, &ids)?;
     let mut rows: Vec<_> = held
         .into_iter()
-        .map(|((lot, loc), q)| (lots[&lot].clone(), loc, q))
+        .map(|((lot, loc), q)| db::BalanceRow::of(&lots[&lot], loc, q))
         .collect();
-    rows.sort_by_key(|(lot, loc, _)| (*loc, lot.id));
+    // As `db::stock` orders them: warehouses (the first kind) before transit.
+    rows.sort_by_key(|b| (b.location, b.item_id, b.lot_id));
     Ok(rows)
 }
 
