@@ -780,7 +780,12 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
         Some(donor) => {
             let lots: Vec<Uuid> = db::lots_of_donor(conn, donor)?
                 .into_iter()
-                .map(|l| l.id)
+                .map(|l| {
+                    // Kept: the goods' rows below name their lots.
+                    let id = l.id;
+                    ctx.lots.insert(id, l);
+                    id
+                })
                 .collect();
             for m in db::movements_of_lots(conn, &lots, from, Some(to))? {
                 lines.entry((donor, m.item_id)).or_default().net.add(&m);
