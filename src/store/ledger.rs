@@ -1832,6 +1832,12 @@ pub struct BalanceRow {
 }
 
 impl BalanceRow {
+    /// Stock's order: by place (warehouses, the first kind, before goods in transit), item
+    /// and lot.
+    pub fn order(&self) -> (Location, Uuid, Uuid) {
+        (self.location, self.item_id, self.lot_id)
+    }
+
     pub fn of(lot: &Lot, location: Location, quantity: Quantity) -> Self {
         BalanceRow {
             lot_id: lot.id,
@@ -1875,8 +1881,8 @@ macro_rules! filter_stock {
     }};
 }
 
-/// Current stock on hand (warehouse and transit balances above zero), ordered by place
-/// (warehouses first), item and lot.
+/// Current stock on hand (warehouse and transit balances above zero), in stock's order
+/// (`BalanceRow::order`).
 ///
 /// Every row of `balances` is stock (migration 000011), so with no filter the positions are
 /// the whole table, read in key order and sorted here: a filter on the kind, or an `ORDER
@@ -1941,14 +1947,7 @@ pub fn stock(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
         }
         DbConn::Postgres(_) => stock_then_lots(conn, f)?,
     };
-    out.sort_unstable_by_key(|b| {
-        (
-            b.location.kind != LocationKind::Warehouse,
-            b.location.id,
-            b.item_id,
-            b.lot_id,
-        )
-    });
+    out.sort_unstable_by_key(BalanceRow::order);
     Ok(out)
 }
 

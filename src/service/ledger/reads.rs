@@ -242,8 +242,7 @@ fn stock_as_of(
         .into_iter()
         .map(|((lot, loc), q)| db::BalanceRow::of(&lots[&lot], loc, q))
         .collect();
-    // As `db::stock` orders them: warehouses (the first kind) before transit.
-    rows.sort_by_key(|b| (b.location, b.item_id, b.lot_id));
+    rows.sort_unstable_by_key(db::BalanceRow::order);
     Ok(rows)
 }
 
