@@ -422,9 +422,8 @@ fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Tab
         })
         .map(|(k, (item, a))| (*k, *item, *a))
         .collect();
-    keys.sort_by_key(|((lot, loc), item, _)| {
-        (loc.kind != LocationKind::Warehouse, loc.id, *item, *lot)
-    });
+    // Stock's order (`BalanceRow::order`): place, warehouses first, then item and lot.
+    keys.sort_unstable_by_key(|((lot, loc), item, _)| (*loc, *item, *lot));
     let items: Vec<Uuid> = keys.iter().map(|(_, i, _)| *i).collect();
     let values = db::values_on(conn, &items, day)?;
     let mut t = Table::new(
@@ -778,15 +777,10 @@ fn donor_statement(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<T
         // One donor: only that donor's lots, their movements and balances (indexed), so the
         // statement costs what the donor gave, not the length of the whole journal.
         Some(donor) => {
-            let lots: Vec<Uuid> = db::lots_of_donor(conn, donor)?
-                .into_iter()
-                .map(|l| {
-                    // Kept: the goods' rows below name their lots.
-                    let id = l.id;
-                    ctx.lots.insert(id, l);
-                    id
-                })
-                .collect();
+            let found = db::lots_of_donor(conn, donor)?;
+            let lots: Vec<Uuid> = found.iter().map(|l| l.id).collect();
+            // Kept: the goods' rows below name their lots.
+            ctx.lots.extend(found.into_iter().map(|l| (l.id, l)));
             for m in db::movements_of_lots(conn, &lots, from, Some(to))? {
                 lines.entry((donor, m.item_id)).or_default().net.add(&m);
                 if m.to.kind == LocationKind::Recipient || m.from.kind == LocationKind::Recipient {
@@ -1368,7 +1362,7 @@ fn expiry(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Table>> {
         },
     )?;
     rows.retain(|b| b.expiry_date.is_some_and(|e| e <= horizon));
-    rows.sort_by_key(|b| (b.expiry_date, b.location.id));
+    rows.sort_unstable_by_key(|b| (b.expiry_date, b.location.id, b.item_id, b.lot_id));
     ctx.prefetch(
         conn,
         [],

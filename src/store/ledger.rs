@@ -1881,12 +1881,12 @@ macro_rules! filter_stock {
     }};
 }
 
-/// Current stock on hand (warehouse and transit balances above zero), in stock's order
-/// (`BalanceRow::order`).
+/// Current stock on hand (warehouse and transit balances above zero), in no set order: each
+/// caller sorts once, in its own order (`BalanceRow::order` for stock's).
 ///
 /// Every row of `balances` is stock (migration 000011), so with no filter the positions are
-/// the whole table, read in key order and sorted here: a filter on the kind, or an `ORDER
-/// BY` of the answer's, made SQLite walk `balances_in_stock` and look each row up by key
+/// the whole table, read in key order: a filter on the kind, or an `ORDER BY` of the
+/// answer's, made SQLite walk `balances_in_stock` and look each row up by key
 /// (docs/performance.md, "Query plans").
 ///
 /// On SQLite each position's lot comes in the same statement, looked up by key as the
@@ -1896,7 +1896,7 @@ macro_rules! filter_stock {
 /// the benchmark's 1M ledger.
 pub fn stock(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
     super::batch::settle(conn)?;
-    let mut out = match conn {
+    match conn {
         DbConn::Sqlite(_) => {
             let q = balances::table
                 .inner_join(lots::table)
@@ -1943,12 +1943,10 @@ pub fn stock(conn: &mut DbConn, f: &StockFilter) -> Result<Vec<BalanceRow>> {
                         quantity: Quantity::from_scaled(qm),
                     })
                 })
-                .collect::<Result<Vec<_>>>()?
+                .collect()
         }
-        DbConn::Postgres(_) => stock_then_lots(conn, f)?,
-    };
-    out.sort_unstable_by_key(BalanceRow::order);
-    Ok(out)
+        DbConn::Postgres(_) => stock_then_lots(conn, f),
+    }
 }
 
 /// `stock`'s positions, then their lots by key.

@@ -74,6 +74,15 @@ pub(crate) fn receive(app: &TestApp, w: &World, lines: Value) -> Value {
     .ok(201)
 }
 
+/// Transfers goods from warehouse A to warehouse B as the clerk (dispatched, in transit).
+fn transfer_to_b(app: &TestApp, lines: Value) -> Resp {
+    app.post(
+        "/api/v1/transfers",
+        &app.clerk,
+        json!({"warehouse_id": app.warehouse_a, "to_warehouse_id": app.warehouse_b, "lines": lines}),
+    )
+}
+
 pub(crate) fn ship(app: &TestApp, _w: &World, to: &str, lines: Value) -> Resp {
     app.post(
         "/api/v1/shipments",
@@ -1139,14 +1148,7 @@ fn transfers_counts_and_clerk_scope() {
     .problem(403);
     assert_eq!(app.audit_seq(), seq);
 
-    let t = app
-        .post(
-            "/api/v1/transfers",
-            &app.clerk,
-            json!({"warehouse_id": app.warehouse_a, "to_warehouse_id": app.warehouse_b,
-        "lines": [{"item_id": w.alcohol, "quantity": "30"}]}),
-        )
-        .ok(201);
+    let t = transfer_to_b(&app, json!([{"item_id": w.alcohol, "quantity": "30"}])).ok(201);
     assert_eq!(t["status"], "dispatched");
     app.post(
         &format!("/api/v1/transfers/{}/receive", id(&t)),
@@ -1456,14 +1458,7 @@ fn stock_now_and_as_of_today_agree_row_for_row_in_order() {
                          {"item_id": w.mask, "quantity": "50", "lot_number": "KN2003E", "expiry_date": future(100)}]}),
     )
     .ok(201);
-    let t = app
-        .post(
-            "/api/v1/transfers",
-            &app.clerk,
-            json!({"warehouse_id": app.warehouse_a, "to_warehouse_id": app.warehouse_b,
-                   "lines": [{"item_id": w.alcohol, "quantity": "30"}]}),
-        )
-        .ok(201);
+    let t = transfer_to_b(&app, json!([{"item_id": w.alcohol, "quantity": "30"}])).ok(201);
     assert_eq!(t["status"], "dispatched");
 
     let rows = |query: &str| -> Vec<(String, String, String, String, String)> {

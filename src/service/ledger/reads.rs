@@ -150,10 +150,11 @@ pub fn stock(
     // One state of the database for the positions, their lots and the values: they are
     // read by separate statements (`db::stock`).
     dbh.snapshot(|conn| {
-        let balances = match as_of {
+        let mut balances = match as_of {
             None => db::stock(conn, &f)?,
             Some(t) => stock_as_of(conn, &f, t)?,
         };
+        balances.sort_unstable_by_key(db::BalanceRow::order);
         let items: Vec<Uuid> = balances.iter().map(|b| b.item_id).collect();
         let values = db::values_on(conn, &items, at.date_naive())?;
         let mut item_info: HashMap<Uuid, (String, String)> = HashMap::new();
@@ -238,12 +239,10 @@ fn stock_as_of(
         .collect();
     let ids: Vec<Uuid> = held.iter().map(|((lot, _), _)| *lot).collect();
     let lots = db::get_lots(conn, &ids)?;
-    let mut rows: Vec<_> = held
+    Ok(held
         .into_iter()
         .map(|((lot, loc), q)| db::BalanceRow::of(&lots[&lot], loc, q))
-        .collect();
-    rows.sort_unstable_by_key(db::BalanceRow::order);
-    Ok(rows)
+        .collect())
 }
 
 /// Per (lot, stock location): the lot's item and the amount there.
