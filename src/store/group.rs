@@ -383,8 +383,29 @@ pub(super) struct Shelf {
     pub complete: bool,
 }
 
-/// Positions kept at most across all shelves; past it they start afresh.
-const MAX_SHELVED: usize = 200_000;
+/// Positions one shelf keeps at most: the front of its FEFO order, where shipments take.
+/// Past it the tail is let go (`Shelf::trim`) and read again if a shipment gets that far.
+/// Unbounded, a shelf read to its end took in every lot received after (a receipt's new
+/// lot sorts last), and under a steady write load the writer's memory grew by ~1 MB every
+/// few seconds, past 100 MB in three minutes (docs/performance-history.md).
+const MAX_PER_SHELF: usize = 64;
+
+/// Positions kept at most across all shelves (~350 bytes each); past it they start afresh.
+const MAX_SHELVED: usize = 20_000;
+
+impl Shelf {
+    /// Keeps the first `MAX_PER_SHELF` rows. They are still every position up to the last
+    /// of them, which becomes `upto`; what lay beyond is no longer known.
+    fn trim(&mut self) {
+        if self.rows.len() > MAX_PER_SHELF {
+            self.rows.truncate(MAX_PER_SHELF);
+            if let Some((_, _, key)) = self.rows.last() {
+                self.upto = key.clone();
+            }
+            self.complete = false;
+        }
+    }
+}
 
 /// The shelf of `item` at `warehouse` as far as it is known, if the writer may use it here.
 /// `until` is told each row in order and says when enough is taken: the rows are cloned up
@@ -441,6 +462,7 @@ pub(super) fn shelve(
             shelf.upto = key.clone();
         }
         shelf.complete = complete;
+        shelf.trim();
     });
 }
 
@@ -510,6 +532,7 @@ fn move_on_shelf(
             Some((l, key)) if shelf.complete || key <= shelf.upto => {
                 let at = shelf.rows.partition_point(|(_, _, k)| *k < key);
                 shelf.rows.insert(at, (l.clone(), quantity, key));
+                shelf.trim();
                 true
             }
             Some(_) => true,
@@ -585,6 +608,47 @@ mod tests {
         // A take the shelf cannot account for: the shelf is forgotten, to be read again.
         move_on_shelf(&mut shelves, wh, item, a, -6, None);
         assert!(!shelves.contains_key(&(wh, item)));
+    }
+
+    #[test]
+    fn a_shelf_keeps_only_its_front_and_knows_it_no_further() {
+        let (wh, item) = (Uuid::now_v7(), Uuid::now_v7());
+        let keys: Vec<(String, Uuid)> = (0..MAX_PER_SHELF)
+            .map(|i| (format!("1{i:04}"), Uuid::now_v7()))
+            .collect();
+        let rows: Vec<(&str, Uuid, i64)> =
+            keys.iter().map(|(k, id)| (k.as_str(), *id, 1)).collect();
+        let mut shelves = HashMap::new();
+        shelves.insert((wh, item), shelf_of(&rows, item, true));
+
+        // A lot received into a complete, full shelf lands at its end: it is let go, and the
+        // shelf no longer claims to know everything.
+        let late = Uuid::now_v7();
+        let lot = sample(late, item, None);
+        move_on_shelf(
+            &mut shelves,
+            wh,
+            item,
+            late,
+            3,
+            Some((&lot, "19999".into())),
+        );
+        let shelf = &shelves[&(wh, item)];
+        assert_eq!(shelf.rows.len(), MAX_PER_SHELF);
+        assert!(!shelf.complete);
+        assert_eq!(shelf.upto, keys[MAX_PER_SHELF - 1].0);
+        assert!(shelf.rows.iter().all(|(l, _, _)| l.id != late));
+
+        // One that sorts first pushes the last row off, and `upto` comes back to cover
+        // exactly the rows kept.
+        let early = Uuid::now_v7();
+        let lot = sample(early, item, None);
+        move_on_shelf(&mut shelves, wh, item, early, 2, Some((&lot, "0".into())));
+        let shelf = &shelves[&(wh, item)];
+        assert_eq!(shelf.rows.len(), MAX_PER_SHELF);
+        assert_eq!(shelf.rows[0].0.id, early);
+        assert_eq!(shelf.upto, keys[MAX_PER_SHELF - 2].0);
+        assert_eq!(shelf.rows.last().unwrap().2, shelf.upto);
     }
 
     #[test]

@@ -913,6 +913,43 @@ fn nothing_usable_after(app: &TestApp, w: &World, hold: Resp) {
     app.assert_ledger_ok();
 }
 
+/// The writer keeps only the front of a warehouse's stock of an item (64 positions, src/store/
+/// group.rs `MAX_PER_SHELF`). A shipment that reads past it, and the shipments after, must
+/// still take the earliest expiry first and find what lies beyond what the writer kept. (Debug
+/// builds check the kept front against the database each time it is used.)
+#[test]
+fn shipments_find_stock_past_the_front_the_writer_keeps() {
+    let app = TestApp::spawn();
+    let w = world(&app);
+    let lines: Vec<Value> = (0..70)
+        .map(|i| {
+            json!({"item_id": w.mask, "quantity": "10", "lot_number": format!("L-{i:02}"),
+                        "expiry_date": future(30 + i)})
+        })
+        .collect();
+    let r = receive(&app, &w, Value::Array(lines));
+    let lot = |i: usize| r["lines"][i]["lot_id"].as_str().unwrap().to_string();
+    let mask = |q: &str| json!([{"item_id": w.mask, "quantity": q}]);
+
+    let s = ship(&app, &w, &w.community, mask("5")).ok(201);
+    assert_eq!(lots_moved(&s, &w.mask), [(lot(0), "5".into())]);
+    // Every lot but the last five masks of the last: read to the end, more than is kept.
+    let s = ship(&app, &w, &w.community, mask("690")).ok(201);
+    let moved = lots_moved(&s, &w.mask);
+    assert_eq!(moved.len(), 70);
+    assert_eq!(moved[0], (lot(0), "5".into()));
+    assert_eq!(moved[69], (lot(69), "5".into()));
+    assert!(
+        (1..69).all(|i| moved[i] == (lot(i), "10".into())),
+        "{moved:?}"
+    );
+    // What is left lies past the front the writer kept.
+    let s = ship(&app, &w, &w.community, mask("5")).ok(201);
+    assert_eq!(lots_moved(&s, &w.mask), [(lot(69), "5".into())]);
+    assert_eq!(on_hand(&app, &w.mask), "0");
+    app.assert_ledger_ok();
+}
+
 /// When another node has written, a writer applies the movements numbered since its own last
 /// commit to the stock it keeps instead of reading it again (`ledger::moved_since`), and
 /// reads it again when a lot has changed. Each of the other node's receipts, shipments and
