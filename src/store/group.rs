@@ -385,9 +385,9 @@ pub(super) struct Shelf {
 
 /// Positions one shelf keeps at most: the front of its FEFO order, where shipments take.
 /// Past it the tail is let go (`Shelf::trim`) and read again if a shipment gets that far.
-/// Unbounded, a shelf read to its end took in every lot received after (a receipt's new
-/// lot sorts last), and under a steady write load the writer's memory grew by ~1 MB every
-/// few seconds, past 100 MB in three minutes (docs/performance-history.md).
+/// Unbounded, a shelf read to its end took in every lot received after it (a lot without
+/// an expiry date sorts last), and under a steady write load the server grew by ~1 MB every
+/// few seconds, to 99 MB in three minutes (docs/performance-history.md).
 const MAX_PER_SHELF: usize = 64;
 
 /// Positions kept at most across all shelves (~350 bytes each); past it they start afresh.
