@@ -390,7 +390,8 @@ pub(super) struct Shelf {
 /// few seconds, to 99 MB in three minutes (docs/performance-history.md).
 const MAX_PER_SHELF: usize = 64;
 
-/// Positions kept at most across all shelves (~350 bytes each); past it they start afresh.
+/// Positions kept at most across all shelves (each a lot and its key, a few hundred bytes);
+/// past it they start afresh.
 const MAX_SHELVED: usize = 20_000;
 
 impl Shelf {
