@@ -422,8 +422,7 @@ fn stock_on_hand(conn: &mut DbConn, ctx: &mut Ctx, p: &Params) -> Result<Vec<Tab
         })
         .map(|(k, (item, a))| (*k, *item, *a))
         .collect();
-    // Stock's order (`BalanceRow::order`): place, warehouses first, then item and lot.
-    keys.sort_unstable_by_key(|((lot, loc), item, _)| (*loc, *item, *lot));
+    keys.sort_unstable_by_key(|((lot, loc), item, _)| db::stock_order(*loc, *item, *lot));
     let items: Vec<Uuid> = keys.iter().map(|(_, i, _)| *i).collect();
     let values = db::values_on(conn, &items, day)?;
     let mut t = Table::new(

@@ -1831,11 +1831,16 @@ pub struct BalanceRow {
     pub quantity: Quantity,
 }
 
+/// Stock's order: by place (warehouses, the first kind, before goods in transit), item and
+/// lot. One rule for every list of positions, whatever shape its rows have.
+pub fn stock_order(location: Location, item: Uuid, lot: Uuid) -> (Location, Uuid, Uuid) {
+    (location, item, lot)
+}
+
 impl BalanceRow {
-    /// Stock's order: by place (warehouses, the first kind, before goods in transit), item
-    /// and lot.
+    /// `stock_order` of this position.
     pub fn order(&self) -> (Location, Uuid, Uuid) {
-        (self.location, self.item_id, self.lot_id)
+        stock_order(self.location, self.item_id, self.lot_id)
     }
 
     pub fn of(lot: &Lot, location: Location, quantity: Quantity) -> Self {
