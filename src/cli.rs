@@ -127,7 +127,8 @@ pub fn run(cli: Cli) -> anyhow_lite::Result<i32> {
             let db = Db::open(&cli.database_url, args.pool_size)?;
             let cutoff =
                 chrono::Utc::now() - chrono::Duration::hours(crate::service::IDEMPOTENCY_HOURS);
-            let purged = db.write(move |c| crate::store::ledger::purge_idempotent(c, cutoff))?;
+            let purged =
+                db.write_blocking(move |c| crate::store::ledger::purge_idempotent(c, cutoff))?;
             if purged > 0 {
                 tracing::info!(purged, "forgot idempotency keys older than 24 h");
             }
@@ -158,7 +159,7 @@ pub fn run(cli: Cli) -> anyhow_lite::Result<i32> {
         } => {
             let db = Db::open(&cli.database_url, 1)?;
             let ctx = Ctx::new(Principal::operator(), None);
-            let created = service::users::create_user(
+            let created = service::wait(service::users::create_user(
                 &db,
                 &ctx,
                 UserInput {
@@ -166,7 +167,7 @@ pub fn run(cli: Cli) -> anyhow_lite::Result<i32> {
                     role,
                     warehouses,
                 },
-            )
+            ))
             .map_err(|e| match e {
                 crate::error::Error::Validation(f) => {
                     f.0.iter()
@@ -186,7 +187,7 @@ pub fn run(cli: Cli) -> anyhow_lite::Result<i32> {
         }
         Command::Demo => {
             let db = Db::open(&cli.database_url, 1)?;
-            let summary = crate::demo::load(&db)?;
+            let summary = service::wait(crate::demo::load(&db))?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(0)
         }

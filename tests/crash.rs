@@ -142,37 +142,37 @@ fn acknowledged_writes_survive_sigkill() {
     let (token, wh, item, donor, recipient) = {
         let db = Db::open(&db_url, 2).unwrap();
         let op = Ctx::new(Principal::operator(), None);
-        let w: relief_ledger::domain::parties::Warehouse = service::master::create(
+        let w: relief_ledger::domain::parties::Warehouse = service::wait(service::master::create(
             &db,
             &op,
             serde_json::from_value(json!({"name": "仓库", "region_code": "370881"})).unwrap(),
-        )
+        ))
         .unwrap();
-        let i: relief_ledger::domain::catalog::Item = service::master::create(
+        let i: relief_ledger::domain::catalog::Item = service::wait(service::master::create(
             &db,
             &op,
             serde_json::from_value(
                 json!({"code": "MASK", "name": "口罩", "category": "mask", "base_unit": "piece"}),
             )
             .unwrap(),
-        )
+        ))
         .unwrap();
-        let d: relief_ledger::domain::parties::Donor = service::master::create(
+        let d: relief_ledger::domain::parties::Donor = service::wait(service::master::create(
             &db,
             &op,
             serde_json::from_value(json!({"name": "捐赠方", "kind": "organisation"})).unwrap(),
-        )
+        ))
         .unwrap();
-        let r: relief_ledger::domain::parties::Recipient = service::master::create(
+        let r: relief_ledger::domain::parties::Recipient = service::wait(service::master::create(
             &db,
             &op,
             serde_json::from_value(
                 json!({"name": "社区", "kind": "community", "region_code": "370881"}),
             )
             .unwrap(),
-        )
+        ))
         .unwrap();
-        let u = service::users::create_user(
+        let u = service::wait(service::users::create_user(
             &db,
             &op,
             UserInput {
@@ -180,7 +180,7 @@ fn acknowledged_writes_survive_sigkill() {
                 role: Role::Clerk,
                 warehouses: vec![w.meta.id],
             },
-        )
+        ))
         .unwrap();
         (u.token.token, w.meta.id, i.meta.id, d.meta.id, r.meta.id)
     };
@@ -311,7 +311,7 @@ fn acknowledged_writes_survive_sigkill() {
 
     let admin = {
         let db = Db::open(&db_url, 1).unwrap();
-        service::users::create_user(
+        service::wait(service::users::create_user(
             &db,
             &Ctx::new(Principal::operator(), None),
             UserInput {
@@ -319,7 +319,7 @@ fn acknowledged_writes_survive_sigkill() {
                 role: Role::Auditor,
                 warehouses: vec![],
             },
-        )
+        ))
         .unwrap()
         .token
         .token

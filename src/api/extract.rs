@@ -204,7 +204,7 @@ pub async fn write<B, T>(
     key: IdempotencyKey,
     body: &B,
     status: StatusCode,
-    op: impl FnOnce(&Db, &Ctx) -> Result<T, Error> + Send + 'static,
+    op: impl AsyncFnOnce(&Db, &Ctx) -> Result<T, Error>,
 ) -> Result<actix_web::HttpResponse, Error>
 where
     B: serde::Serialize,
@@ -244,7 +244,7 @@ where
         }
         _guard = Some(InFlightGuard { registry, key: id });
     }
-    let out = blocking(move || op(&db, &ctx)).await?;
+    let out = op(&db, &ctx).await?;
     Ok(actix_web::HttpResponse::build(status).json(out))
 }
 

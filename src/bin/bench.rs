@@ -174,46 +174,47 @@ fn master(db: &Db, movements: usize) -> World {
     ];
     let warehouses = (0..5)
         .map(|i| {
-            let w: relief_ledger::domain::parties::Warehouse = service::master::create(
-                db,
-                &ctx,
-                from(json!({"name": format!("仓库 {i}"), "region_code": regions[i]})),
-            )
-            .unwrap();
+            let w: relief_ledger::domain::parties::Warehouse =
+                service::wait(service::master::create(
+                    db,
+                    &ctx,
+                    from(json!({"name": format!("仓库 {i}"), "region_code": regions[i]})),
+                ))
+                .unwrap();
             w.meta.id
         })
         .collect();
     let items = (0..30)
         .map(|i| {
-            let it: relief_ledger::domain::catalog::Item = service::master::create(
+            let it: relief_ledger::domain::catalog::Item = service::wait(service::master::create(
                 db,
                 &ctx,
                 from(json!({"code": format!("ITEM-{i:02}"), "name": format!("物资 {i}"), "category": CATEGORIES[i % 5],
                     "base_unit": "piece", "units": [{"name": "box", "factor": "50"}]})),
-            )
+            ))
             .unwrap();
-            service::catalog::add_value(db, &ctx, it.meta.id, from(json!({"effective_from": "2020-01-01", "unit_value": format!("{}.{:02}", 1 + i, i), "basis": "reference_price"}))).unwrap();
+            service::wait(service::catalog::add_value(db, &ctx, it.meta.id, from(json!({"effective_from": "2020-01-01", "unit_value": format!("{}.{:02}", 1 + i, i), "basis": "reference_price"})))).unwrap();
             it.meta.id
         })
         .collect();
     let donors = (0..n_donors)
         .map(|i| {
-            let d: relief_ledger::domain::parties::Donor = service::master::create(
+            let d: relief_ledger::domain::parties::Donor = service::wait(service::master::create(
                 db,
                 &ctx,
                 from(json!({"name": format!("捐赠方 {i}"), "kind": DONOR_KINDS[i % 5], "region_code": regions[i % regions.len()]})),
-            )
+            ))
             .unwrap();
             d.meta.id
         })
         .collect();
     let recipients = (0..n_recipients)
         .map(|i| {
-            let r: relief_ledger::domain::parties::Recipient = service::master::create(
+            let r: relief_ledger::domain::parties::Recipient = service::wait(service::master::create(
                 db,
                 &ctx,
                 from(json!({"name": format!("受赠方 {i}"), "kind": kinds[i % 4], "region_code": regions[i % regions.len()], "headcount": 50 + (i % 500)})),
-            )
+            ))
             .unwrap();
             r.meta.id
         })
@@ -258,8 +259,12 @@ fn generate(db: &Db, w: &World, target: usize) -> (usize, f64) {
         let last_month_end = now.date_naive().with_day(1).unwrap() - chrono::Duration::days(1);
         if last_month_end > start.date_naive() && closed_through < Some(last_month_end) {
             closed_through = Some(last_month_end);
-            service::periods::close(db, &ctx, from(json!({"through": last_month_end})))
-                .expect("close the month");
+            service::wait(service::periods::close(
+                db,
+                &ctx,
+                from(json!({"through": last_month_end})),
+            ))
+            .expect("close the month");
         }
         // Up to two days back, never into a closed month.
         let mut at = now - chrono::Duration::seconds(rng.below(172_800) as i64);
@@ -277,7 +282,7 @@ fn generate(db: &Db, w: &World, target: usize) -> (usize, f64) {
         let out = if roll < 45 || receipts.len() < 50 {
             let body = json!({"warehouse_id": wh, "donor_id": pick(&mut rng, &w.donors), "occurred_at": at,
                 "lines": (0..lines).map(|_| json!({"item_id": w.items[rng.below(30) as usize], "quantity": format!("{}", 100 + rng.below(900))})).collect::<Vec<_>>()});
-            ledger::post_receipt(db, &ctx, from(body)).map(|v| {
+            service::wait(ledger::post_receipt(db, &ctx, from(body))).map(|v| {
                 receipts.push(v.document.id);
                 v.movements.len()
             })
@@ -286,14 +291,14 @@ fn generate(db: &Db, w: &World, target: usize) -> (usize, f64) {
                 "lines": (0..lines).map(|_| json!({"item_id": w.items[rng.below(30) as usize], "quantity": format!("{}", 1 + rng.below(1600))})).collect::<Vec<_>>()});
             // The dispatch is counted once it is posted (a delivery refused later leaves it
             // in the journal); the delivery's view lists the dispatch's movements again.
-            ledger::create_shipment(db, &ctx, from(body)).and_then(|s| {
+            service::wait(ledger::create_shipment(db, &ctx, from(body))).and_then(|s| {
                 moved += s.movements.len();
-                ledger::deliver_shipment(
+                service::wait(ledger::deliver_shipment(
                     db,
                     &ctx,
                     s.document.id,
                     from(json!({"signed_by": "签收人", "delivered_at": at})),
-                )
+                ))
                 .map(|d| d.movements.len() - s.movements.len())
             })
         } else if roll < 93 {
@@ -303,10 +308,15 @@ fn generate(db: &Db, w: &World, target: usize) -> (usize, f64) {
             }
             let body = json!({"warehouse_id": wh, "to_warehouse_id": to, "occurred_at": at,
                 "lines": [{"item_id": w.items[rng.below(30) as usize], "quantity": format!("{}", 1 + rng.below(30))}]});
-            ledger::create_transfer(db, &ctx, from(body)).and_then(|t| {
+            service::wait(ledger::create_transfer(db, &ctx, from(body))).and_then(|t| {
                 moved += t.movements.len();
-                ledger::receive_transfer(db, &ctx, t.document.id, from(json!({"occurred_at": at})))
-                    .map(|r| r.movements.len() - t.movements.len())
+                service::wait(ledger::receive_transfer(
+                    db,
+                    &ctx,
+                    t.document.id,
+                    from(json!({"occurred_at": at})),
+                ))
+                .map(|r| r.movements.len() - t.movements.len())
             })
         } else if roll < 98 {
             let r =
@@ -317,19 +327,19 @@ fn generate(db: &Db, w: &World, target: usize) -> (usize, f64) {
                 .flatten()
                 .and_then(|d| d.lines.first().and_then(|l| l.lot_id));
             match lot {
-                Some(lot) => ledger::post_adjustment(db, &ctx, from(json!({"warehouse_id": wh, "reason": "damaged", "occurred_at": at, "lines": [{"lot_id": lot, "quantity": "-1"}]}))).map(|v| v.movements.len()),
+                Some(lot) => service::wait(ledger::post_adjustment(db, &ctx, from(json!({"warehouse_id": wh, "reason": "damaged", "occurred_at": at, "lines": [{"lot_id": lot, "quantity": "-1"}]})))).map(|v| v.movements.len()),
                 None => continue,
             }
         } else {
             let r =
                 receipts[receipts.len() - 1 - rng.below(receipts.len().min(20) as u64) as usize];
-            ledger::reverse(
+            service::wait(ledger::reverse(
                 db,
                 &ctx,
                 relief_ledger::domain::ledger::document::DocType::Receipt,
                 r,
                 from(json!({"reason": "bench correction"})),
-            )
+            ))
             .map(|v| v.movements.len())
         };
         match out {
@@ -601,7 +611,7 @@ fn main() {
         .collect();
 
     // The server, in this process, on the generated ledger.
-    let admin = service::users::create_user(
+    let admin = service::wait(service::users::create_user(
         &db,
         &Ctx::new(Principal::operator(), None),
         UserInput {
@@ -609,7 +619,7 @@ fn main() {
             role: Role::Admin,
             warehouses: vec![],
         },
-    )
+    ))
     .unwrap()
     .token
     .token;

@@ -10,7 +10,12 @@ use crate::store::{master as db, Db};
 
 /// Adds an entry to an item's value history. Earlier entries are never changed: a corrected
 /// value is a new entry, and the newest entry for an effective date is the one that applies.
-pub fn add_value(db: &Db, ctx: &Ctx, item_id: Uuid, input: ItemValueInput) -> Result<ItemValue> {
+pub async fn add_value(
+    db: &Db,
+    ctx: &Ctx,
+    item_id: Uuid,
+    input: ItemValueInput,
+) -> Result<ItemValue> {
     ctx.actor.require(Action::ManageCatalog)?;
     let value = input.validate(item_id, ctx.actor.user_id, ctx.now)?;
     let ctx = ctx.clone();
@@ -39,6 +44,7 @@ pub fn add_value(db: &Db, ctx: &Ctx, item_id: Uuid, input: ItemValueInput) -> Re
         )?;
         Ok(value.clone())
     })
+    .await
 }
 
 pub fn values(db: &Db, actor: &Principal, item_id: Uuid) -> Result<Vec<ItemValue>> {

@@ -46,7 +46,7 @@ pub trait MasterRecord: Serialize + Clone + Send + 'static {
     }
 }
 
-pub fn create<R: MasterRecord>(db: &Db, ctx: &Ctx, input: R::Input) -> Result<R> {
+pub async fn create<R: MasterRecord>(db: &Db, ctx: &Ctx, input: R::Input) -> Result<R> {
     ctx.actor.require(R::MANAGE)?;
     let input = R::validate(input)?;
     let record = R::build(Meta::new(ctx.now), input);
@@ -64,6 +64,7 @@ pub fn create<R: MasterRecord>(db: &Db, ctx: &Ctx, input: R::Input) -> Result<R>
         )?;
         Ok(record.clone())
     })
+    .await
 }
 
 pub fn get<R: MasterRecord>(db: &Db, actor: &Principal, id: Uuid) -> Result<R> {
@@ -77,7 +78,7 @@ pub fn get<R: MasterRecord>(db: &Db, actor: &Principal, id: Uuid) -> Result<R> {
 
 /// Applies a JSON merge patch: the current record's input form, patched, must pass the same
 /// validation as a new record.
-pub fn patch<R: MasterRecord>(
+pub async fn patch<R: MasterRecord>(
     db: &Db,
     ctx: &Ctx,
     id: Uuid,
@@ -109,11 +110,17 @@ pub fn patch<R: MasterRecord>(
         )?;
         Ok(updated)
     })
+    .await
 }
 
 /// Archives a record: it stays, with everything that refers to it, but takes no new use.
 /// If-Match is optional here: archiving twice is harmless and refused with 409.
-pub fn archive<R: MasterRecord>(db: &Db, ctx: &Ctx, id: Uuid, if_match: Option<&str>) -> Result<R> {
+pub async fn archive<R: MasterRecord>(
+    db: &Db,
+    ctx: &Ctx,
+    id: Uuid,
+    if_match: Option<&str>,
+) -> Result<R> {
     ctx.actor.require(R::MANAGE)?;
     let (ctx, if_match) = (ctx.clone(), if_match.map(str::to_string));
     db.write(move |conn| {
@@ -141,6 +148,7 @@ pub fn archive<R: MasterRecord>(db: &Db, ctx: &Ctx, id: Uuid, if_match: Option<&
         )?;
         Ok(archived)
     })
+    .await
 }
 
 macro_rules! impl_master {

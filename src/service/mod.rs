@@ -58,7 +58,7 @@ impl Ctx {
     /// the same request replays the stored response (`Error::Replay`, which writes nothing);
     /// with another request it is refused; a fresh success stores its response with the
     /// change, so a retry after a crash finds either both or neither.
-    pub fn write<T, F>(&self, db: &crate::store::Db, mut f: F) -> Result<T>
+    pub async fn write<T, F>(&self, db: &crate::store::Db, mut f: F) -> Result<T>
     where
         T: Serialize + Send + 'static,
         F: FnMut(&Ctx, &mut DbConn) -> Result<T> + Send + 'static,
@@ -66,11 +66,11 @@ impl Ctx {
         use crate::store::ledger::{find_idempotent, save_idempotent, StoredResponse};
         // The write runs on the writer thread, which needs its own copy of who is acting.
         let ctx = self.clone();
-        let Some(idem) = self.idempotency.clone() else {
-            return db.write(move |conn| f(&ctx, conn));
-        };
-        let user = self.actor.user_id;
         db.write(move |conn| {
+            let Some(idem) = &ctx.idempotency else {
+                return f(&ctx, conn);
+            };
+            let user = ctx.actor.user_id;
             if let Some(prev) = find_idempotent(conn, user, &idem.key)? {
                 let live = ctx.now - prev.created_at < chrono::Duration::hours(IDEMPOTENCY_HOURS);
                 if live && prev.request_hash == idem.request_hash {
@@ -97,6 +97,7 @@ impl Ctx {
             )?;
             Ok(out)
         })
+        .await
     }
 
     /// Appends the audit event of a change; call inside the change's `Db::write`.
@@ -203,6 +204,18 @@ impl<T> Listing<T> {
             next_cursor,
         }
     }
+}
+
+/// Runs a service call to its end on the calling thread, for callers that are not async
+/// tasks: the CLI, the benchmark's generator, tests. A request awaits the call instead.
+pub fn wait<T>(call: impl std::future::Future<Output = T>) -> T {
+    thread_local! {
+        // Nothing here needs timers or sockets: a write's future only waits on the writer.
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime");
+    }
+    RUNTIME.with(|rt| rt.block_on(call))
 }
 
 #[cfg(test)]

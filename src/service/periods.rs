@@ -83,7 +83,7 @@ fn view(conn: &mut DbConn, period: Period) -> Result<PeriodView> {
     })
 }
 
-pub fn close(dbh: &Db, ctx: &Ctx, input: CloseInput) -> Result<PeriodView> {
+pub async fn close(dbh: &Db, ctx: &Ctx, input: CloseInput) -> Result<PeriodView> {
     ctx.actor.require(Action::ClosePeriods)?;
     let until = (input.through + Duration::days(1))
         .and_hms_opt(0, 0, 0)
@@ -125,9 +125,10 @@ pub fn close(dbh: &Db, ctx: &Ctx, input: CloseInput) -> Result<PeriodView> {
         ctx.audit(conn, "period.close", "period", v.period.id, None, Some(&v))?;
         Ok(v)
     })
+    .await
 }
 
-pub fn sign_off(dbh: &Db, ctx: &Ctx, id: Uuid, input: SignOffInput) -> Result<PeriodView> {
+pub async fn sign_off(dbh: &Db, ctx: &Ctx, id: Uuid, input: SignOffInput) -> Result<PeriodView> {
     ctx.actor.require(Action::ClosePeriods)?;
     ctx.write(dbh, move |ctx, conn| {
         let current = db::get(conn, id)?.ok_or_else(|| Error::not_found("period", id))?;
@@ -154,6 +155,7 @@ pub fn sign_off(dbh: &Db, ctx: &Ctx, id: Uuid, input: SignOffInput) -> Result<Pe
         )?;
         view(conn, signed)
     })
+    .await
 }
 
 pub fn list(dbh: &Db, actor: &Principal) -> Result<Vec<Period>> {

@@ -95,7 +95,7 @@ fn issue(conn: &mut DbConn, ctx: &Ctx, user_id: Uuid, input: TokenInput) -> Resu
 }
 
 /// Creates a user and their first token, in one transaction and two audit events.
-pub fn create_user(db: &Db, ctx: &Ctx, input: UserInput) -> Result<CreatedUser> {
+pub async fn create_user(db: &Db, ctx: &Ctx, input: UserInput) -> Result<CreatedUser> {
     ctx.actor.require(Action::ManageUsers)?;
     let input = input.validate()?;
     let user = User {
@@ -123,6 +123,7 @@ pub fn create_user(db: &Db, ctx: &Ctx, input: UserInput) -> Result<CreatedUser> 
             token,
         })
     })
+    .await
 }
 
 pub fn get_user(db: &Db, actor: &Principal, id: Uuid) -> Result<User> {
@@ -145,7 +146,7 @@ pub fn list_users(db: &Db, actor: &Principal, page: &Page) -> Result<Listing<Use
     }))
 }
 
-pub fn patch_user(
+pub async fn patch_user(
     db: &Db,
     ctx: &Ctx,
     id: Uuid,
@@ -179,10 +180,11 @@ pub fn patch_user(
         )?;
         Ok(updated)
     })
+    .await
 }
 
 /// Deactivates a user and revokes all their tokens at once.
-pub fn deactivate_user(db: &Db, ctx: &Ctx, id: Uuid) -> Result<User> {
+pub async fn deactivate_user(db: &Db, ctx: &Ctx, id: Uuid) -> Result<User> {
     ctx.actor.require(Action::ManageUsers)?;
     if id == ctx.actor.user_id {
         return Err(Error::conflict("id", "you cannot deactivate yourself"));
@@ -211,9 +213,15 @@ pub fn deactivate_user(db: &Db, ctx: &Ctx, id: Uuid) -> Result<User> {
         )?;
         Ok(updated)
     })
+    .await
 }
 
-pub fn create_token(db: &Db, ctx: &Ctx, user_id: Uuid, input: TokenInput) -> Result<IssuedToken> {
+pub async fn create_token(
+    db: &Db,
+    ctx: &Ctx,
+    user_id: Uuid,
+    input: TokenInput,
+) -> Result<IssuedToken> {
     ctx.actor.require(Action::ManageUsers)?;
     let ctx = ctx.clone();
     db.write(move |conn| {
@@ -226,6 +234,7 @@ pub fn create_token(db: &Db, ctx: &Ctx, user_id: Uuid, input: TokenInput) -> Res
         }
         issue(conn, &ctx, user_id, input.clone())
     })
+    .await
 }
 
 pub fn list_tokens(db: &Db, actor: &Principal, user_id: Uuid) -> Result<Vec<ApiToken>> {
@@ -238,7 +247,7 @@ pub fn list_tokens(db: &Db, actor: &Principal, user_id: Uuid) -> Result<Vec<ApiT
     })
 }
 
-pub fn revoke_token(db: &Db, ctx: &Ctx, user_id: Uuid, token_id: Uuid) -> Result<ApiToken> {
+pub async fn revoke_token(db: &Db, ctx: &Ctx, user_id: Uuid, token_id: Uuid) -> Result<ApiToken> {
     ctx.actor.require(Action::ManageUsers)?;
     let ctx = ctx.clone();
     db.write(move |conn| {
@@ -263,6 +272,7 @@ pub fn revoke_token(db: &Db, ctx: &Ctx, user_id: Uuid, token_id: Uuid) -> Result
         )?;
         Ok(revoked)
     })
+    .await
 }
 
 /// Resolves a bearer token to its user. Revoked and expired tokens and deactivated users
@@ -287,7 +297,7 @@ pub fn authenticate(db: &Db, bearer: &str) -> Result<Principal> {
     {
         // Bookkeeping, not a change anyone asked for: it is not audited, and a failure to
         // record it must not fail the request.
-        if let Err(e) = db.write({
+        if let Err(e) = db.write_blocking({
             let id = tok.id;
             move |c| db::touch_token(c, id, now)
         }) {

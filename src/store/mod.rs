@@ -227,7 +227,7 @@ trait Pending: Send {
 struct Job<T, F> {
     f: F,
     result: Option<Result<T>>,
-    tx: std::sync::mpsc::SyncSender<Result<T>>,
+    tx: tokio::sync::oneshot::Sender<Result<T>>,
 }
 
 impl<T, F> Pending for Job<T, F>
@@ -728,8 +728,10 @@ impl Db {
     }
 
     /// Runs `f` as one write in its group's transaction (see `Writer`), committed durably
-    /// before this returns `Ok`; an `Err` from `f` leaves nothing of it written. Blocks the
-    /// calling thread until then. `f` may run more than once (when a write in its group
+    /// before this returns `Ok`; an `Err` from `f` leaves nothing of it written. A request
+    /// awaits it without holding a thread: with 64 clients writing, a thread each only
+    /// waited, and their stacks and allocator arenas grew the server's memory
+    /// (docs/performance-history.md). `f` may run more than once (when a write in its group
     /// fails after writing, the group starts over), so it must act only on the database.
     ///
     /// Writes are serialised: the writer thread runs one at a time, and its transaction holds
@@ -737,12 +739,33 @@ impl Db {
     /// PostgreSQL's transaction-scoped advisory lock). Every write therefore reads the state
     /// left by the one before it, which is what keeps the audit chain from forking and what
     /// later checks (stock) rely on.
-    pub fn write<T, F>(&self, f: F) -> Result<T>
+    ///
+    /// Dropping the future does not withdraw the write: once sent, it commits or fails on the
+    /// writer as if awaited.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnMut(&mut DbConn) -> Result<T> + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T>>(1);
+        answered(self.send(f)?.await)
+    }
+
+    /// `write` for a caller that is on a thread of its own (the CLI, token bookkeeping
+    /// inside a read, tests): blocks it until the write's answer. Not for an async task.
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut DbConn) -> Result<T> + Send + 'static,
+    {
+        answered(self.send(f)?.blocking_recv())
+    }
+
+    fn send<T, F>(&self, f: F) -> Result<tokio::sync::oneshot::Receiver<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut DbConn) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T>>();
         let job: Box<dyn Pending> = Box::new(Job {
             f,
             result: None,
@@ -758,13 +781,20 @@ impl Db {
                 .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             return Err(Error::Internal("the writer has stopped".into()));
         }
-        rx.recv().unwrap_or_else(|_| {
-            Err(Error::Internal(
-                "the write failed unexpectedly; nothing was written (the server log has the details)"
-                    .into(),
-            ))
-        })
+        Ok(rx)
     }
+}
+
+/// The writer dropped a write without answering it: it panicked, and its group rolled back.
+fn answered<T>(
+    answer: std::result::Result<Result<T>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<T> {
+    answer.unwrap_or_else(|_| {
+        Err(Error::Internal(
+            "the write failed unexpectedly; nothing was written (the server log has the details)"
+                .into(),
+        ))
+    })
 }
 
 /// The writer's connection. On SQLite with a page cache of 16 MiB (the default is 2 MiB), so

@@ -103,11 +103,17 @@ impl TestApp {
         let db_url = database.url.clone();
         let db = Db::open(&db_url, 16).expect("open database");
         let ctx = operator();
-        let admin =
-            service::users::create_user(&db, &ctx, user("admin", Role::Admin, vec![])).unwrap();
+        let admin = service::wait(service::users::create_user(
+            &db,
+            &ctx,
+            user("admin", Role::Admin, vec![]),
+        ))
+        .unwrap();
         let admin_ctx = Ctx::new(admin.user.principal(), None);
         let wh = |name: &str, region: &str| {
-            service::master::create::<relief_ledger::domain::parties::Warehouse>(
+            service::wait(service::master::create::<
+                relief_ledger::domain::parties::Warehouse,
+            >(
                 &db,
                 &admin_ctx,
                 WarehouseInput {
@@ -115,7 +121,7 @@ impl TestApp {
                     address: None,
                     region_code: region.into(),
                 },
-            )
+            ))
             .unwrap()
             .meta
             .id
@@ -123,10 +129,14 @@ impl TestApp {
         let warehouse_a = wh("曲阜市物资仓库", "370881");
         let warehouse_b = wh("济南市物资仓库", "370102");
         let token = |name: &str, role: Role, whs: Vec<Uuid>| {
-            service::users::create_user(&db, &ctx, user(name, role, whs))
-                .unwrap()
-                .token
-                .token
+            service::wait(service::users::create_user(
+                &db,
+                &ctx,
+                user(name, role, whs),
+            ))
+            .unwrap()
+            .token
+            .token
         };
         let staff = token("staff", Role::Staff, vec![]);
         let clerk = token("clerk", Role::Clerk, vec![warehouse_a]);

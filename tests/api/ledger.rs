@@ -1041,7 +1041,7 @@ fn a_group_that_caught_up_and_starts_over_counts_the_other_node_once() {
     ship_there("1").ok(201);
     ship(&app, &w, &w.factory, mask("2")).ok(201);
     let restarts = node.db.groups_started_over();
-    let answer = node.db.write(|c| {
+    let answer = node.db.write_blocking(|c| {
         c.batch_execute("UPDATE master_generation SET n = n + 1")?;
         Err::<(), _>(Error::conflict("writer", "fails on purpose, after writing"))
     });

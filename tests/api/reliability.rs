@@ -416,7 +416,7 @@ fn hold_the_writer<'scope, 'env>(
 ) {
     let (mut gate, inside_rx, release_tx) = Gate::new();
     let handle = s.spawn(move || {
-        db.write(move |c| {
+        db.write_blocking(move |c| {
             first(c)?;
             gate.pass();
             Ok(())
@@ -442,7 +442,7 @@ fn a_refused_write_is_answered_after_its_group_commits() {
         });
         let refused = s.spawn(move || {
             let r: Result<(), Error> =
-                db_.write(|_| Err(Error::conflict("writer", "refused on purpose")));
+                db_.write_blocking(|_| Err(Error::conflict("writer", "refused on purpose")));
             (r, db_.groups_committed())
         });
         while db.queued_writers() < 1 {
@@ -499,7 +499,7 @@ fn a_failing_write_in_a_group_does_not_fail_its_neighbours() {
             .map(|i| {
                 let db = &db;
                 s.spawn(move || {
-                    let r = db.write(move |c| {
+                    let r = db.write_blocking(move |c| {
                         if i % 2 == 0 {
                             store::audit::append(c, event("group.ok", i))?;
                             Ok(())
@@ -577,7 +577,7 @@ fn a_failed_write_that_did_not_say_it_wrote_leaves_nothing() {
         .unwrap()
     };
     let before = generation();
-    let answer = db.write(|c| {
+    let answer = db.write_blocking(|c| {
         c.batch_execute("UPDATE master_generation SET n = n + 1")?;
         Err::<(), _>(Error::conflict("writer", "fails on purpose, after writing"))
     });
@@ -591,7 +591,7 @@ fn a_failed_write_that_did_not_say_it_wrote_leaves_nothing() {
         "the failed write's change was committed"
     );
     // The writer goes on: the next write is stored.
-    db.write(|c| {
+    db.write_blocking(|c| {
         relief_ledger::store::audit::append(c, raw_event("after.unsaid", "writer".into(), None))
     })
     .unwrap();
@@ -612,7 +612,7 @@ fn a_write_refused_before_writing_does_not_start_its_group_over() {
     let app = TestApp::spawn();
     let db = Db::open(&app.db_url, 4).unwrap();
     let event = |action: &str, i: usize| raw_event(action, format!("writer-{i}"), None);
-    db.write(move |c| store::audit::append(c, event("refusal.warm", 0)))
+    db.write_blocking(move |c| store::audit::append(c, event("refusal.warm", 0)))
         .unwrap();
     let (groups, restarts) = (db.groups_committed(), db.groups_started_over());
     let (first, refused, last) = std::thread::scope(|s| {
@@ -621,13 +621,15 @@ fn a_write_refused_before_writing_does_not_start_its_group_over() {
             store::audit::append(c, event("refusal.ok", 1)).map(drop)
         });
         let refused = s.spawn(move || {
-            db_.write(|_| Err::<(), _>(Error::conflict("writer", "refused before writing")))
+            db_.write_blocking(|_| {
+                Err::<(), _>(Error::conflict("writer", "refused before writing"))
+            })
         });
         while db.queued_writers() < 1 {
             std::thread::yield_now();
         }
         let last = s.spawn(move || {
-            db_.write(move |c| store::audit::append(c, event("refusal.ok", 2)).map(|_| ()))
+            db_.write_blocking(move |c| store::audit::append(c, event("refusal.ok", 2)).map(|_| ()))
         });
         while db.queued_writers() < 2 {
             std::thread::yield_now();
@@ -670,7 +672,7 @@ fn a_write_acknowledged_after_an_unreported_failure_is_stored() {
 
     let app = TestApp::spawn();
     let db = Db::open(&app.db_url, 4).unwrap();
-    let answer = db.write(|c| {
+    let answer = db.write_blocking(|c| {
         store::audit::append(c, raw_event("unreported.failure", "writer".into(), None))?;
         // The error is dropped on purpose: a bug of this kind is what is guarded against.
         let _ = c.batch_execute("SELECT * FROM no_such_table");
@@ -734,7 +736,7 @@ fn the_wal_stays_bounded_under_a_long_write_load() {
                             format!("writer-{w}-{i}"),
                             Some(json!({ "blob": blob }).to_string()),
                         );
-                        db.write(move |c| {
+                        db.write_blocking(move |c| {
                             store::audit::append(c, event.clone())?;
                             Ok(())
                         })
@@ -797,11 +799,11 @@ fn a_write_sees_the_stock_its_group_left() {
         let ctx = Ctx::new(Principal::operator(), None);
         let (c1, c2) = (ctx.clone(), ctx);
         let (s1, s2) = (shipment("30"), shipment("20"));
-        let first = s.spawn(move || create_shipment(db_, &c1, s1));
+        let first = s.spawn(move || relief_ledger::service::wait(create_shipment(db_, &c1, s1)));
         while db.queued_writers() < 1 {
             std::thread::yield_now();
         }
-        let second = s.spawn(move || create_shipment(db_, &c2, s2));
+        let second = s.spawn(move || relief_ledger::service::wait(create_shipment(db_, &c2, s2)));
         while db.queued_writers() < 2 {
             std::thread::yield_now();
         }
@@ -843,7 +845,7 @@ fn a_posting_that_overdraws_a_position_is_refused_at_the_guard_and_writes_nothin
     let (forty, ten) = (hand.lot, uuid(&r["movements"][1]["lot_id"]));
     let db = Db::open(&app.db_url, 4).unwrap();
     let post = |takes: [(uuid::Uuid, &'static str); 2]| {
-        db.write(move |c| {
+        db.write_blocking(move |c| {
             let ms = vec![
                 hand.movement(1, takes[0].0, takes[0].1),
                 hand.movement(2, takes[1].0, takes[1].1),
@@ -1000,7 +1002,7 @@ fn a_group_s_postings_go_to_postgresql_in_one_statement() {
         let others: Vec<_> = (0..queued)
             .map(|_| {
                 s.spawn(move || {
-                    db_.write(move |c| {
+                    db_.write_blocking(move |c| {
                         hand.post(c, "1", "batch.take")?;
                         store::master::get_recipient(c, factory).map(drop)
                     })
@@ -1051,7 +1053,7 @@ fn a_statement_run_past_the_kept_postings_starts_its_group_over() {
 
     let (app, w, hand, db) = forty_spray();
     let restarts_before = db.groups_started_over();
-    db.write(move |c| {
+    db.write_blocking(move |c| {
         let seq = hand.post(c, "5", "batch.read")?;
         let q = diesel::sql_query(format!(
             "SELECT count(*) AS n FROM movements WHERE seq = {seq}"
@@ -1097,13 +1099,14 @@ fn a_write_refused_after_sending_the_kept_postings_does_not_start_its_group_over
         // Queued in this order: three postings, then the write that reads and is refused.
         let mut posts = vec![];
         for n in 1..=3 {
-            posts.push(s.spawn(move || db_.write(move |c| hand.post(c, "1", "sent.take"))));
+            posts
+                .push(s.spawn(move || db_.write_blocking(move |c| hand.post(c, "1", "sent.take"))));
             while db.queued_writers() < n {
                 std::thread::yield_now();
             }
         }
         let refused = s.spawn(move || {
-            db_.write(move |c| {
+            db_.write_blocking(move |c| {
                 store::ledger::get_document(c, hand.doc)?;
                 Err::<(), _>(Error::conflict("writer", "refused after reading"))
             })
@@ -1137,7 +1140,7 @@ fn a_write_that_sent_its_own_kept_posting_and_failed_leaves_nothing() {
     use crate::ledger::on_hand;
 
     let (app, w, hand, db) = forty_spray();
-    let answer = db.write(move |c| {
+    let answer = db.write_blocking(move |c| {
         hand.post(c, "5", "own.take")?;
         store::ledger::get_document(c, hand.doc)?;
         Err::<(), _>(Error::conflict(

@@ -20,7 +20,8 @@ fn today() -> chrono::NaiveDate {
 
 fn demo(app: &TestApp) -> Value {
     let db = relief_ledger::store::Db::open(&app.db_url, 2).unwrap();
-    serde_json::to_value(relief_ledger::demo::load(&db).unwrap()).unwrap()
+    serde_json::to_value(relief_ledger::service::wait(relief_ledger::demo::load(&db)).unwrap())
+        .unwrap()
 }
 
 fn report(app: &TestApp, name: &str, query: &str) -> Value {

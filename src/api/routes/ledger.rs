@@ -135,7 +135,7 @@ macro_rules! doc_write {
         pub async fn $name(req: HttpRequest, caller: Caller, key: IdempotencyKey, body: Json<$input>) -> Result<HttpResponse, Error> {
             let $body = body.0;
             let echo = $body.clone();
-            write(&req, caller, key, &echo, $status, move |$db, $ctx| $call).await
+            write(&req, caller, key, &echo, $status, async move |$db, $ctx| $call.await).await
         }
     };
     ($(#[$meta:meta])* $name:ident, id, $input:ty, |$db:ident, $ctx:ident, $id:ident, $body:ident| $call:expr) => {
@@ -143,7 +143,7 @@ macro_rules! doc_write {
         pub async fn $name(req: HttpRequest, caller: Caller, key: IdempotencyKey, id: web::Path<Uuid>, body: Json<$input>) -> Result<HttpResponse, Error> {
             let ($id, $body) = (id.into_inner(), body.0);
             let echo = $body.clone();
-            write(&req, caller, key, &echo, StatusCode::OK, move |$db, $ctx| $call).await
+            write(&req, caller, key, &echo, StatusCode::OK, async move |$db, $ctx| $call.await).await
         }
     };
 }
@@ -309,9 +309,14 @@ pub async fn hold_lot(
 ) -> Result<HttpResponse, Error> {
     let (id, body) = (id.into_inner(), body.0);
     let echo = body.clone();
-    write(&req, caller, key, &echo, StatusCode::OK, move |db, ctx| {
-        svc::set_hold(db, ctx, id, Some(body))
-    })
+    write(
+        &req,
+        caller,
+        key,
+        &echo,
+        StatusCode::OK,
+        async move |db, ctx| svc::set_hold(db, ctx, id, Some(body)).await,
+    )
     .await
 }
 
@@ -331,7 +336,7 @@ pub async fn release_lot(
         key,
         &serde_json::Value::Null,
         StatusCode::OK,
-        move |db, ctx| svc::set_hold(db, ctx, id, None),
+        async move |db, ctx| svc::set_hold(db, ctx, id, None).await,
     )
     .await
 }

@@ -39,7 +39,7 @@ macro_rules! master_handlers {
                 body: Json<$input>,
             ) -> Result<HttpResponse, Error> {
                 let ctx = caller.ctx();
-                let r: $t = blocking(move || svc::create::<$t>(&db, &ctx, body.0)).await?;
+                let r: $t = svc::create::<$t>(&db, &ctx, body.0).await?;
                 let location = format!("{}/{}", $collection, r.meta.id);
                 Ok(record(StatusCode::CREATED, &r.meta, &r, Some(location)))
             }
@@ -79,10 +79,7 @@ macro_rules! master_handlers {
                 body: Json<serde_json::Value>,
             ) -> Result<HttpResponse, Error> {
                 let (id, ctx) = (id.into_inner(), caller.ctx());
-                let r: $t = blocking(move || {
-                    svc::patch::<$t>(&db, &ctx, id, if_match.0.as_deref(), body.0)
-                })
-                .await?;
+                let r: $t = svc::patch::<$t>(&db, &ctx, id, if_match.0.as_deref(), body.0).await?;
                 Ok(record(StatusCode::OK, &r.meta, &r, None))
             }
 
@@ -102,7 +99,7 @@ macro_rules! master_handlers {
             ) -> Result<HttpResponse, Error> {
                 let (id, ctx) = (id.into_inner(), caller.ctx());
                 let r: $t =
-                    blocking(move || svc::archive::<$t>(&db, &ctx, id, if_match.0.as_deref())).await?;
+                    svc::archive::<$t>(&db, &ctx, id, if_match.0.as_deref()).await?;
                 Ok(record(StatusCode::OK, &r.meta, &r, None))
             }
 
@@ -343,7 +340,7 @@ pub async fn add_value(
     body: Json<ItemValueInput>,
 ) -> Result<HttpResponse, Error> {
     let (id, ctx) = (id.into_inner(), caller.ctx());
-    let v = blocking(move || crate::service::catalog::add_value(&db, &ctx, id, body.0)).await?;
+    let v = crate::service::catalog::add_value(&db, &ctx, id, body.0).await?;
     Ok(HttpResponse::Created().json(v))
 }
 

@@ -298,7 +298,7 @@ pub async fn close_period(
         key,
         &echo,
         StatusCode::CREATED,
-        move |db, ctx| periods::close(db, ctx, body),
+        async move |db, ctx| periods::close(db, ctx, body).await,
     )
     .await
 }
@@ -316,9 +316,14 @@ pub async fn sign_off(
 ) -> Result<HttpResponse, Error> {
     let (id, body) = (id.into_inner(), body.0);
     let echo = body.clone();
-    write(&req, caller, key, &echo, StatusCode::OK, move |db, ctx| {
-        periods::sign_off(db, ctx, id, body)
-    })
+    write(
+        &req,
+        caller,
+        key,
+        &echo,
+        StatusCode::OK,
+        async move |db, ctx| periods::sign_off(db, ctx, id, body).await,
+    )
     .await
 }
 

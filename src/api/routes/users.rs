@@ -45,7 +45,7 @@ pub async fn create(
     body: Json<UserInput>,
 ) -> Result<HttpResponse, Error> {
     let ctx = caller.ctx();
-    let c = blocking(move || svc::create_user(&db, &ctx, body.0)).await?;
+    let c = svc::create_user(&db, &ctx, body.0).await?;
     let location = format!("/api/v1/users/{}", c.user.meta.id);
     Ok(record(
         StatusCode::CREATED,
@@ -83,7 +83,7 @@ pub async fn patch(
     body: Json<serde_json::Value>,
 ) -> Result<HttpResponse, Error> {
     let (id, ctx) = (id.into_inner(), caller.ctx());
-    let u = blocking(move || svc::patch_user(&db, &ctx, id, if_match.0.as_deref(), body.0)).await?;
+    let u = svc::patch_user(&db, &ctx, id, if_match.0.as_deref(), body.0).await?;
     Ok(record(StatusCode::OK, &u.meta, &u, None))
 }
 
@@ -98,7 +98,7 @@ pub async fn deactivate(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Error> {
     let (id, ctx) = (id.into_inner(), caller.ctx());
-    let u = blocking(move || svc::deactivate_user(&db, &ctx, id)).await?;
+    let u = svc::deactivate_user(&db, &ctx, id).await?;
     Ok(record(StatusCode::OK, &u.meta, &u, None))
 }
 
@@ -126,7 +126,7 @@ pub async fn create_token(
     body: Json<TokenInput>,
 ) -> Result<HttpResponse, Error> {
     let (id, ctx) = (id.into_inner(), caller.ctx());
-    let t = blocking(move || svc::create_token(&db, &ctx, id, body.0)).await?;
+    let t = svc::create_token(&db, &ctx, id, body.0).await?;
     Ok(HttpResponse::Created().json(t))
 }
 
@@ -141,7 +141,7 @@ pub async fn revoke_token(
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, Error> {
     let ((user, token), ctx) = (path.into_inner(), caller.ctx());
-    let t = blocking(move || svc::revoke_token(&db, &ctx, user, token)).await?;
+    let t = svc::revoke_token(&db, &ctx, user, token).await?;
     Ok(HttpResponse::Ok().json(t))
 }
 

@@ -140,7 +140,7 @@ fn today(ctx: &Ctx) -> chrono::NaiveDate {
 
 // ---------------------------------------------------------------- pledges
 
-pub fn create_pledge(dbh: &Db, ctx: &Ctx, input: PledgeInput) -> Result<DocumentView> {
+pub async fn create_pledge(dbh: &Db, ctx: &Ctx, input: PledgeInput) -> Result<DocumentView> {
     ctx.actor.require(Action::ManagePledges)?;
     ctx.write(dbh, move |ctx, conn| {
         let mut e = FieldErrors::new();
@@ -200,9 +200,15 @@ pub fn create_pledge(dbh: &Db, ctx: &Ctx, input: PledgeInput) -> Result<Document
         apply(conn, ctx, "pledge.create", &doc, None, &[], &mut [])?;
         view(conn, doc, today(ctx))
     })
+    .await
 }
 
-pub fn cancel_pledge(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<DocumentView> {
+pub async fn cancel_pledge(
+    dbh: &Db,
+    ctx: &Ctx,
+    id: Uuid,
+    input: StepInput,
+) -> Result<DocumentView> {
     ctx.actor.require(Action::ManagePledges)?;
     ctx.write(dbh, move |ctx, conn| {
         let doc = load(conn, DocType::Pledge, id)?;
@@ -221,6 +227,7 @@ pub fn cancel_pledge(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<
         apply(conn, ctx, "pledge.cancel", &next, Some(&doc), &[], &mut [])?;
         view(conn, next, today(ctx))
     })
+    .await
 }
 
 /// Re-derives a pledge's status after receipts against it changed, and records a change.
@@ -251,7 +258,7 @@ fn refresh_pledge(conn: &mut DbConn, ctx: &Ctx, pledge_id: Uuid) -> Result<()> {
 
 // ---------------------------------------------------------------- receipts
 
-pub fn post_receipt(dbh: &Db, ctx: &Ctx, input: ReceiptInput) -> Result<DocumentView> {
+pub async fn post_receipt(dbh: &Db, ctx: &Ctx, input: ReceiptInput) -> Result<DocumentView> {
     posting_at(ctx, input.warehouse_id)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
     ctx.write(dbh, move |ctx, conn| {
@@ -402,7 +409,7 @@ pub fn post_receipt(dbh: &Db, ctx: &Ctx, input: ReceiptInput) -> Result<Document
             refresh_pledge(conn, ctx, p)?;
         }
         Ok(created_view(doc, movements, event, today(ctx)))
-    })
+    }).await
 }
 
 // ---------------------------------------------------------------- shipments and transfers
@@ -585,7 +592,7 @@ fn from_transit(
         .collect())
 }
 
-pub fn create_shipment(dbh: &Db, ctx: &Ctx, input: ShipmentInput) -> Result<DocumentView> {
+pub async fn create_shipment(dbh: &Db, ctx: &Ctx, input: ShipmentInput) -> Result<DocumentView> {
     posting_at(ctx, input.warehouse_id)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
     ctx.write(dbh, move |ctx, conn| {
@@ -617,9 +624,15 @@ pub fn create_shipment(dbh: &Db, ctx: &Ctx, input: ShipmentInput) -> Result<Docu
         )?;
         Ok(created_view(doc, movements, event, today(ctx)))
     })
+    .await
 }
 
-pub fn dispatch_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<DocumentView> {
+pub async fn dispatch_shipment(
+    dbh: &Db,
+    ctx: &Ctx,
+    id: Uuid,
+    input: StepInput,
+) -> Result<DocumentView> {
     ctx.actor.require(Action::PostStock)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
     ctx.write(dbh, move |ctx, conn| {
@@ -644,9 +657,10 @@ pub fn dispatch_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Res
         )?;
         view(conn, next, today(ctx))
     })
+    .await
 }
 
-pub fn deliver_shipment(
+pub async fn deliver_shipment(
     dbh: &Db,
     ctx: &Ctx,
     id: Uuid,
@@ -712,9 +726,15 @@ pub fn deliver_shipment(
         )?;
         view(conn, next, today(ctx))
     })
+    .await
 }
 
-pub fn return_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<DocumentView> {
+pub async fn return_shipment(
+    dbh: &Db,
+    ctx: &Ctx,
+    id: Uuid,
+    input: StepInput,
+) -> Result<DocumentView> {
     ctx.actor.require(Action::PostStock)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
     ctx.write(dbh, move |ctx, conn| {
@@ -742,9 +762,15 @@ pub fn return_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Resul
         )?;
         view(conn, next, today(ctx))
     })
+    .await
 }
 
-pub fn cancel_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<DocumentView> {
+pub async fn cancel_shipment(
+    dbh: &Db,
+    ctx: &Ctx,
+    id: Uuid,
+    input: StepInput,
+) -> Result<DocumentView> {
     ctx.actor.require(Action::PostStock)?;
     ctx.write(dbh, move |ctx, conn| {
         let doc = load(conn, DocType::Shipment, id)?;
@@ -769,9 +795,10 @@ pub fn cancel_shipment(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Resul
         )?;
         view(conn, next, today(ctx))
     })
+    .await
 }
 
-pub fn create_transfer(dbh: &Db, ctx: &Ctx, input: TransferInput) -> Result<DocumentView> {
+pub async fn create_transfer(dbh: &Db, ctx: &Ctx, input: TransferInput) -> Result<DocumentView> {
     posting_at(ctx, input.warehouse_id)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
     ctx.write(dbh, move |ctx, conn| {
@@ -802,9 +829,15 @@ pub fn create_transfer(dbh: &Db, ctx: &Ctx, input: TransferInput) -> Result<Docu
         )?;
         Ok(created_view(doc, movements, event, today(ctx)))
     })
+    .await
 }
 
-pub fn receive_transfer(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Result<DocumentView> {
+pub async fn receive_transfer(
+    dbh: &Db,
+    ctx: &Ctx,
+    id: Uuid,
+    input: StepInput,
+) -> Result<DocumentView> {
     ctx.actor.require(Action::PostStock)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
     ctx.write(dbh, move |ctx, conn| {
@@ -828,6 +861,7 @@ pub fn receive_transfer(dbh: &Db, ctx: &Ctx, id: Uuid, input: StepInput) -> Resu
         )?;
         view(conn, next, today(ctx))
     })
+    .await
 }
 
 // ---------------------------------------------------------------- adjustments and counts
@@ -897,7 +931,7 @@ fn adjustment(
     Ok((doc, movements))
 }
 
-pub fn post_adjustment(dbh: &Db, ctx: &Ctx, input: AdjustmentInput) -> Result<DocumentView> {
+pub async fn post_adjustment(dbh: &Db, ctx: &Ctx, input: AdjustmentInput) -> Result<DocumentView> {
     posting_at(ctx, input.warehouse_id)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
     ctx.write(dbh, move |ctx, conn| {
@@ -972,12 +1006,13 @@ pub fn post_adjustment(dbh: &Db, ctx: &Ctx, input: AdjustmentInput) -> Result<Do
         )?;
         Ok(created_view(doc, movements, event, today(ctx)))
     })
+    .await
 }
 
 /// A stock count: the counted quantity per lot. The differences from the books become one
 /// count-correction adjustment (with no lines when everything matched, so the count itself
 /// is on record).
-pub fn stock_count(dbh: &Db, ctx: &Ctx, input: StockCountInput) -> Result<DocumentView> {
+pub async fn stock_count(dbh: &Db, ctx: &Ctx, input: StockCountInput) -> Result<DocumentView> {
     posting_at(ctx, input.warehouse_id)?;
     let at = when(ctx, "occurred_at", input.occurred_at)?;
     ctx.write(dbh, move |ctx, conn| {
@@ -1050,11 +1085,12 @@ pub fn stock_count(dbh: &Db, ctx: &Ctx, input: StockCountInput) -> Result<Docume
         )?;
         view(conn, doc, today(ctx))
     })
+    .await
 }
 
 // ---------------------------------------------------------------- lots
 
-pub fn set_hold(dbh: &Db, ctx: &Ctx, id: Uuid, hold: Option<HoldInput>) -> Result<Lot> {
+pub async fn set_hold(dbh: &Db, ctx: &Ctx, id: Uuid, hold: Option<HoldInput>) -> Result<Lot> {
     ctx.actor.require(Action::HoldLots)?;
     ctx.write(dbh, move |ctx, conn| {
         let lot = db::get_lot(conn, id)?.ok_or_else(|| Error::not_found("lot", id))?;
@@ -1087,13 +1123,14 @@ pub fn set_hold(dbh: &Db, ctx: &Ctx, id: Uuid, hold: Option<HoldInput>) -> Resul
         ctx.audit(conn, action, "lot", id, Some(&lot), Some(&next))?;
         Ok(next)
     })
+    .await
 }
 
 // ---------------------------------------------------------------- reversals
 
 /// Undoes a posted document with a new, linked document of opposite movements. The
 /// original stays as it was and names its reversal.
-pub fn reverse(
+pub async fn reverse(
     dbh: &Db,
     ctx: &Ctx,
     doc_type: DocType,
@@ -1168,4 +1205,5 @@ pub fn reverse(
         }
         view(conn, rev, today(ctx))
     })
+    .await
 }
