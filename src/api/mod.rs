@@ -91,6 +91,10 @@ impl Default for Settings {
 /// Starts the HTTP server on a bound listener. The returned server stops gracefully on
 /// SIGINT/SIGTERM, finishing requests in flight (up to 30 s).
 pub fn serve(listener: TcpListener, db: Db, settings: Settings) -> std::io::Result<Server> {
+    // Blocking threads run reads (and authentication, a read), each on one of the pool's
+    // connections: more threads than connections would only wait for one, and every thread
+    // kept alive holds its stack and a share of the allocator's arenas.
+    let reads_at_once = db.pool_size() as usize;
     let db = web::Data::new(db);
     let public = web::Data::new(routes::reports::PublicDisclosure(
         settings.public_disclosure,
@@ -116,8 +120,11 @@ pub fn serve(listener: TcpListener, db: Db, settings: Settings) -> std::io::Resu
     })
     .shutdown_timeout(30)
     .listen(listener)?;
-    if let Some(w) = settings.workers {
-        server = server.workers(w);
-    }
+    let workers = settings.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    server = server
+        .workers(workers)
+        .worker_max_blocking_threads(reads_at_once.div_ceil(workers).max(1));
     Ok(server.run())
 }
