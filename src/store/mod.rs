@@ -734,10 +734,10 @@ impl Db {
 
     /// Runs `f` as one write in its group's transaction (see `Writer`), committed durably
     /// before this returns `Ok`; an `Err` from `f` leaves nothing of it written. A request
-    /// awaits it without holding a thread, where a blocking thread each used to wait (the
-    /// server ran ~130 threads under 64 writing clients, ~75 now). `f` may run more than once
-    /// (when a write in its group fails after writing, the group starts over), so it must
-    /// act only on the database.
+    /// awaits it without holding a thread (a blocking thread each used to wait, a third of
+    /// the server's threads under the benchmark's writes). `f` may run more than once (when
+    /// a write in its group fails after writing, the group starts over), so it must act only
+    /// on the database.
     ///
     /// Writes are serialised: the writer thread runs one at a time, and its transaction holds
     /// the write lock (SQLite's `BEGIN IMMEDIATE`, so no lock upgrade can fail half-way;
